@@ -1,0 +1,45 @@
+//! Chat roulette, sans-IO: client messages and connection events in,
+//! messages to clients out through an [`Outbox`]. Time is injected as
+//! milliseconds on a monotonic clock, so tests are deterministic.
+//!
+//! CONTRACT with the event loop (`server/`):
+//! * `on_connect` when a WebSocket session on `/` opens (interests from
+//!   `GET /?interests=a,b`, already split by the caller is NOT assumed: the
+//!   raw query value is passed).
+//! * `on_text` for every text message from that client. `Err(Violation)`
+//!   means: close the connection with that code (1008 for sustained
+//!   flooding); the loop then calls `on_disconnect`.
+//! * `on_disconnect` exactly once when the client goes away for any reason.
+//! * `next_deadline()` is the earliest time `on_tick` must be called (the
+//!   interest-wait fallback); the loop folds it into its poll timeout.
+//! * Every `Outbox::send` call is one text frame to that client, in order.
+
+pub mod pairing;
+pub mod protocol;
+
+pub use pairing::Pairing;
+pub use protocol::ServerMsg;
+
+/// The event loop's handle for a chat client (its slab index).
+pub type ClientId = usize;
+
+/// Where the chat's messages go. The server writes each one as a text frame
+/// into the client's output buffer; tests record them.
+pub trait Outbox {
+    fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>);
+}
+
+/// A client broke a rule that ends its session: close with this code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+/// Live counts for `/stats` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub online: usize,
+    pub waiting: usize,
+    pub chatting: usize,
+}

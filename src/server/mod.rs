@@ -1,0 +1,1 @@
+//! The event loop: sockets in, sockets out; everything else is delegated.
