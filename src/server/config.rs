@@ -1,0 +1,102 @@
+//! Server settings: every limit PROTOCOL.md names, with its default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the event loop needs to know from the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Connections over this are accepted and closed at once.
+    pub max_connections: usize,
+    /// Largest WebSocket message after reassembly; over it: close 1009.
+    pub max_message_size: usize,
+    /// A request head must be complete within this (slowloris guard); also
+    /// how long an idle keep-alive HTTP connection is kept.
+    pub handshake_timeout: Duration,
+    /// WebSocket silence: ping at half of it, close 1001 at all of it.
+    pub idle_timeout: Duration,
+    /// When non-empty, WebSocket upgrades must carry one of these origins.
+    pub allowed_origins: Vec<String>,
+    /// How long a client with interests waits for a match before taking anyone.
+    pub interest_wait: Duration,
+    /// Request head limit (431/414 over it).
+    pub max_head: usize,
+    /// Unsent output a connection may accumulate before it is closed 1008.
+    pub max_output: usize,
+    /// How long to wait for the peer's side of a close handshake.
+    pub close_timeout: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
+            max_connections: 100_000,
+            max_message_size: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            allowed_origins: Vec::new(),
+            interest_wait: Duration::from_secs(5),
+            max_head: 8 * 1024,
+            max_output: 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The output cap actually enforced: 1 MiB, or enough for one echoed
+    /// message of the largest allowed size when `--max-message-size` is
+    /// raised above it (the Autobahn 9.* cases echo 16 MiB messages).
+    pub fn effective_max_output(&self) -> usize {
+        self.max_output
+            .max(self.max_message_size.saturating_add(16))
+    }
+}
+
+/// Parses a duration: `10` or `10s` (seconds, fractions allowed), `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(ms) = t.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = t.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (t, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (examples: 10, 2.5s, 500ms)"))?;
+    if !value.is_finite() || value <= 0.0 || value * scale > 1e9 {
+        return Err(format!("'{text}' must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_seconds_or_milliseconds() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("nan").is_err());
+    }
+
+    #[test]
+    fn output_cap_grows_with_the_message_limit() {
+        let mut c = Config::default();
+        assert_eq!(c.effective_max_output(), 1024 * 1024);
+        c.max_message_size = 16 * 1024 * 1024;
+        assert!(c.effective_max_output() > 16 * 1024 * 1024);
+    }
+}
