@@ -57,7 +57,484 @@ pub enum HttpError {
     HeadTooLarge,
 }
 
+/// How many headers a request may carry; one more is `HeadTooLarge`.
+/// The array lives on the stack for the duration of one parse.
+pub const MAX_HEADERS: usize = 32;
+
+/// The default limit on a request head (PROTOCOL.md, "Limits").
+pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
+
 pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, HttpError> {
-    let _ = (buf, max_head);
-    Err(HttpError::BadRequest)
+    // Never look past `max_head` bytes: a head that is not complete within
+    // them is too large whatever follows, and this bounds the work done on
+    // every read. Pipelined requests after a complete head are ignored here.
+    let window = buf.get(..max_head).unwrap_or(buf);
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(window) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_head {
+                return Err(if has_line_end(window) {
+                    HttpError::HeadTooLarge
+                } else {
+                    HttpError::UriTooLong
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(_) => return Err(HttpError::BadRequest),
+    };
+
+    let method = match parsed.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some(_) => Method::Other,
+        None => return Err(HttpError::BadRequest),
+    };
+    let target = parsed.path.ok_or(HttpError::BadRequest)?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let minor_version = match parsed.version {
+        Some(v @ (0 | 1)) => v,
+        _ => return Err(HttpError::BadRequest),
+    };
+
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut conn_upgrade = false;
+    let mut upgrade_websocket = false;
+    let mut sec_websocket_key = None;
+    let mut sec_websocket_version = None;
+    let mut origin = None;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+
+    for h in parsed.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    conn_upgrade = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            if tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"websocket")) {
+                upgrade_websocket = true;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(h.value).ok_or(HttpError::BadRequest)?;
+            match content_length {
+                Some(prev) if prev != n => return Err(HttpError::BadRequest),
+                _ => content_length = Some(n),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
+            // First one wins; the handshake validates the value.
+            sec_websocket_key.get_or_insert(trim_ows(h.value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
+            sec_websocket_version.get_or_insert(trim_ows(h.value));
+        } else if name.eq_ignore_ascii_case(b"origin") {
+            origin.get_or_insert(trim_ows(h.value));
+        }
+    }
+
+    let keep_alive = if conn_close {
+        false
+    } else if minor_version == 1 {
+        true
+    } else {
+        conn_keep_alive
+    };
+
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+        minor_version,
+        keep_alive,
+        websocket_upgrade: upgrade_websocket && conn_upgrade,
+        sec_websocket_key,
+        sec_websocket_version,
+        origin,
+        content_length: content_length.unwrap_or(0),
+        chunked,
+        head_len,
+    }))
+}
+
+/// Whether the request line ends within `window` (httparse skips empty
+/// lines before the request line, so those do not count).
+fn has_line_end(window: &[u8]) -> bool {
+    let start = window
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(window.len());
+    window
+        .get(start..)
+        .is_some_and(|rest| rest.contains(&b'\n'))
+}
+
+/// A comma-separated header value as its non-empty, OWS-trimmed elements.
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|t| !t.is_empty())
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// `1*DIGIT`, surrounding whitespace allowed, no overflow.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    let digits = trim_ows(value);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = DEFAULT_MAX_HEAD;
+
+    fn parse(buf: &[u8]) -> Request<'_> {
+        match parse_request(buf, MAX) {
+            Ok(Some(r)) => r,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn get_simple() {
+        let buf = b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n";
+        let r = parse(buf);
+        assert_eq!(
+            r,
+            Request {
+                method: Method::Get,
+                path: "/echo",
+                query: None,
+                minor_version: 1,
+                keep_alive: true,
+                websocket_upgrade: false,
+                sec_websocket_key: None,
+                sec_websocket_version: None,
+                origin: None,
+                content_length: 0,
+                chunked: false,
+                head_len: buf.len(),
+            }
+        );
+    }
+
+    #[test]
+    fn head_method() {
+        assert_eq!(parse(b"HEAD / HTTP/1.1\r\n\r\n").method, Method::Head);
+    }
+
+    #[test]
+    fn other_methods() {
+        for m in ["POST", "PUT", "DELETE", "OPTIONS", "get"] {
+            let buf = format!("{m} / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(parse(buf.as_bytes()).method, Method::Other, "{m}");
+        }
+    }
+
+    #[test]
+    fn query_split() {
+        let r = parse(b"GET /stats?x=1&y=2?z HTTP/1.1\r\n\r\n");
+        assert_eq!(r.path, "/stats");
+        assert_eq!(r.query, Some("x=1&y=2?z"));
+        let r = parse(b"GET /? HTTP/1.1\r\n\r\n");
+        assert_eq!((r.path, r.query), ("/", Some("")));
+    }
+
+    #[test]
+    fn http10_default_close() {
+        let r = parse(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(r.minor_version, 0);
+        assert!(!r.keep_alive);
+    }
+
+    #[test]
+    fn http10_keep_alive() {
+        let r = parse(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert_eq!(r.minor_version, 0);
+        assert!(r.keep_alive);
+    }
+
+    #[test]
+    fn http11_connection_close() {
+        assert!(!parse(b"GET / HTTP/1.1\r\nconnection: CLOSE\r\n\r\n").keep_alive);
+        assert!(!parse(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n").keep_alive);
+        // Close wins over keep-alive.
+        assert!(!parse(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+        // A token only counts whole.
+        assert!(parse(b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn pipelined() {
+        let first = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let second = b"HEAD /b?q HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let mut buf = first.to_vec();
+        buf.extend_from_slice(second);
+        let r1 = parse(&buf);
+        assert_eq!(
+            (r1.method, r1.path, r1.head_len),
+            (Method::Get, "/a", first.len())
+        );
+        let rest = &buf[r1.head_len..];
+        let r2 = parse(rest);
+        assert_eq!(
+            (r2.method, r2.path, r2.query),
+            (Method::Head, "/b", Some("q"))
+        );
+        assert!(!r2.keep_alive);
+        assert_eq!(r2.head_len, rest.len());
+    }
+
+    #[test]
+    fn pipelined_beyond_max_head() {
+        // A complete first head followed by more than max_head bytes.
+        let mut buf = b"GET /a HTTP/1.1\r\n\r\n".to_vec();
+        let n = buf.len();
+        buf.extend(std::iter::repeat(b'x').take(100));
+        assert_eq!(
+            parse_request(&buf, 64).map(|r| r.map(|r| r.head_len)),
+            Ok(Some(n))
+        );
+    }
+
+    #[test]
+    fn incomplete_is_none() {
+        for buf in [
+            &b""[..],
+            b"G",
+            b"GET / HTTP/1.1",
+            b"GET / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r",
+        ] {
+            assert_eq!(parse_request(buf, MAX), Ok(None), "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn split_at_every_offset() {
+        let buf: &[u8] = b"GET /echo?x=y HTTP/1.1\r\nHost: example.com\r\n\
+            Upgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\nOrigin: http://example.com\r\n\r\n";
+        let whole = parse(buf);
+        assert_eq!(whole.head_len, buf.len());
+        for i in 0..buf.len() {
+            assert_eq!(parse_request(&buf[..i], MAX), Ok(None), "prefix {i}");
+        }
+        // And with the full buffer plus a following request.
+        let mut more = buf.to_vec();
+        more.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        assert_eq!(parse(&more), whole);
+    }
+
+    #[test]
+    fn over_long_request_line() {
+        let mut buf = b"GET /".to_vec();
+        buf.extend(std::iter::repeat(b'a').take(MAX));
+        assert_eq!(parse_request(&buf, MAX), Err(HttpError::UriTooLong));
+        // Complete, but the request line alone is over the limit.
+        buf.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+        assert_eq!(parse_request(&buf, MAX), Err(HttpError::UriTooLong));
+        // Exactly at the limit still waits.
+        assert_eq!(parse_request(&buf[..MAX], MAX), Ok(None));
+    }
+
+    #[test]
+    fn over_long_headers() {
+        let mut buf = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
+        buf.extend(std::iter::repeat(b'a').take(MAX));
+        assert_eq!(parse_request(&buf, MAX), Err(HttpError::HeadTooLarge));
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(parse_request(&buf, MAX), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn head_exactly_max_is_fine() {
+        let buf = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(matches!(parse_request(buf, buf.len()), Ok(Some(_))));
+        assert_eq!(
+            parse_request(buf, buf.len() - 1),
+            Err(HttpError::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_do_not_count_as_line_end() {
+        let mut buf = b"\r\n\r\nGET /".to_vec();
+        buf.extend(std::iter::repeat(b'a').take(64));
+        assert_eq!(parse_request(&buf, 32), Err(HttpError::UriTooLong));
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            buf.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert_eq!(parse_request(&buf, MAX), Err(HttpError::HeadTooLarge));
+        // Exactly MAX_HEADERS is fine.
+        let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            buf.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        buf.extend_from_slice(b"\r\n");
+        assert!(matches!(parse_request(&buf, MAX), Ok(Some(_))));
+    }
+
+    #[test]
+    fn garbage() {
+        for buf in [
+            &b"\x00\x01\x02\x03 garbage\r\n\r\n"[..],
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.2\r\n\r\n",
+            b"GET / FTP/1.1\r\n\r\n",
+            b"GET\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: novalue\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ] {
+            assert_eq!(
+                parse_request(buf, MAX),
+                Err(HttpError::BadRequest),
+                "{buf:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length() {
+        let r = parse(b"POST / HTTP/1.1\r\nContent-Length: 42\r\n\r\nbody");
+        assert_eq!(r.content_length, 42);
+        let r = parse(b"POST / HTTP/1.1\r\nContent-Length: 7\r\ncontent-length: 7\r\n\r\n");
+        assert_eq!(r.content_length, 7);
+        let r = parse(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+        assert_eq!(r.content_length, u64::MAX);
+    }
+
+    #[test]
+    fn bad_content_length() {
+        for cl in [
+            "-1",
+            "+1",
+            "1.0",
+            "0x10",
+            "",
+            "1 2",
+            "5, 5",
+            "18446744073709551616",
+            "99999999999999999999999",
+        ] {
+            let buf = format!("POST / HTTP/1.1\r\nContent-Length: {cl}\r\n\r\n");
+            assert_eq!(
+                parse_request(buf.as_bytes(), MAX),
+                Err(HttpError::BadRequest),
+                "{cl:?}"
+            );
+        }
+        let buf = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(parse_request(buf, MAX), Err(HttpError::BadRequest));
+    }
+
+    #[test]
+    fn transfer_encoding_is_chunked() {
+        let r = parse(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(r.chunked);
+        assert!(!parse(b"GET / HTTP/1.1\r\n\r\n").chunked);
+    }
+
+    #[test]
+    fn websocket_upgrade() {
+        let buf = b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n\
+            Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: abc==\r\n\
+            Sec-WebSocket-Version: 13\r\nOrigin: http://x\r\n\r\n";
+        let r = parse(buf);
+        assert!(r.websocket_upgrade);
+        assert!(r.keep_alive);
+        assert_eq!(r.sec_websocket_key, Some(&b"abc=="[..]));
+        assert_eq!(r.sec_websocket_version, Some(&b"13"[..]));
+        assert_eq!(r.origin, Some(&b"http://x"[..]));
+
+        let r = parse(b"GET / HTTP/1.1\r\nupgrade: h2c, websocket\r\nCONNECTION: UPGRADE\r\n\r\n");
+        assert!(r.websocket_upgrade);
+        // Connection split over two header lines.
+        let r = parse(
+            b"GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection:upgrade\r\n\
+              Upgrade:websocket\r\n\r\n",
+        );
+        assert!(r.websocket_upgrade);
+    }
+
+    #[test]
+    fn not_websocket_upgrade() {
+        for buf in [
+            &b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websockets\r\nConnection: Upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgraded\r\n\r\n",
+        ] {
+            assert!(!parse(buf).websocket_upgrade, "{buf:?}");
+        }
+    }
+
+    #[test]
+    fn no_panic_on_any_prefix_of_noise() {
+        // Cheap deterministic noise; every byte value, every prefix length.
+        let mut x: u32 = 0x1234_5678;
+        let noise: Vec<u8> = (0..512)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for i in 0..noise.len() {
+            for max in [0, 1, 16, 256] {
+                let _ = parse_request(&noise[..i], max);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_max_head() {
+        assert_eq!(parse_request(b"", 0), Ok(None));
+        assert_eq!(parse_request(b"G", 0), Err(HttpError::UriTooLong));
+    }
 }

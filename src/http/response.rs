@@ -1,5 +1,7 @@
 //! Response writing. Every response carries `Content-Length`.
 
+use super::request::{HttpError, Request};
+
 /// HTTP statuses the server sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -15,6 +17,56 @@ pub enum Status {
     ServiceUnavailable = 503,
 }
 
+impl Status {
+    /// The numeric status code.
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    /// The reason phrase, e.g. `Not Found`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::SwitchingProtocols => "Switching Protocols",
+            Status::BadRequest => "Bad Request",
+            Status::Forbidden => "Forbidden",
+            Status::NotFound => "Not Found",
+            Status::MethodNotAllowed => "Method Not Allowed",
+            Status::UriTooLong => "URI Too Long",
+            Status::UpgradeRequired => "Upgrade Required",
+            Status::HeadTooLarge => "Request Header Fields Too Large",
+            Status::ServiceUnavailable => "Service Unavailable",
+        }
+    }
+
+    /// The whole status line, CRLF included, e.g. `HTTP/1.1 200 OK\r\n`.
+    pub fn status_line(self) -> &'static [u8] {
+        match self {
+            Status::Ok => b"HTTP/1.1 200 OK\r\n",
+            Status::SwitchingProtocols => b"HTTP/1.1 101 Switching Protocols\r\n",
+            Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
+            Status::Forbidden => b"HTTP/1.1 403 Forbidden\r\n",
+            Status::NotFound => b"HTTP/1.1 404 Not Found\r\n",
+            Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed\r\n",
+            Status::UriTooLong => b"HTTP/1.1 414 URI Too Long\r\n",
+            Status::UpgradeRequired => b"HTTP/1.1 426 Upgrade Required\r\n",
+            Status::HeadTooLarge => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::ServiceUnavailable => b"HTTP/1.1 503 Service Unavailable\r\n",
+        }
+    }
+}
+
+impl From<HttpError> for Status {
+    /// The status answering a request that failed to parse.
+    fn from(e: HttpError) -> Status {
+        match e {
+            HttpError::BadRequest => Status::BadRequest,
+            HttpError::UriTooLong => Status::UriTooLong,
+            HttpError::HeadTooLarge => Status::HeadTooLarge,
+        }
+    }
+}
+
 /// How the connection continues after this response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Connection {
@@ -26,9 +78,36 @@ pub enum Connection {
     Close,
 }
 
+impl Connection {
+    /// What a parsed request asks for: `Close` unless it is keep-alive,
+    /// then `KeepAlive11` or `KeepAlive10` by its HTTP version. (The server
+    /// may still choose `Close`, e.g. for chunked bodies or errors.)
+    pub fn for_request(req: &Request<'_>) -> Connection {
+        match (req.keep_alive, req.minor_version) {
+            (false, _) => Connection::Close,
+            (true, 0) => Connection::KeepAlive10,
+            (true, _) => Connection::KeepAlive11,
+        }
+    }
+
+    /// The header line to send, empty for `KeepAlive11`.
+    pub fn header_line(self) -> &'static [u8] {
+        match self {
+            Connection::KeepAlive11 => b"",
+            Connection::KeepAlive10 => b"Connection: keep-alive\r\n",
+            Connection::Close => b"Connection: close\r\n",
+        }
+    }
+}
+
 /// Appends a complete response. `head_only` (HEAD requests) sends the
 /// headers, including the body's `Content-Length`, but not the body.
 /// `extra_headers` are written as `Name: value\r\n` each.
+///
+/// Header order: status line, `Content-Type` (left out when
+/// `content_type` is empty), `Content-Length`, `Connection` (per
+/// `connection`), then `extra_headers` in order. Allocates nothing beyond
+/// growing `out`.
 pub fn write_response(
     out: &mut Vec<u8>,
     status: Status,
@@ -38,18 +117,276 @@ pub fn write_response(
     connection: Connection,
     extra_headers: &[(&str, &str)],
 ) {
-    let _ = (
-        out,
-        status,
-        content_type,
-        body,
-        head_only,
-        connection,
-        extra_headers,
-    );
+    out.extend_from_slice(status.status_line());
+    if !content_type.is_empty() {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(format_decimal(body.len() as u64, &mut digits));
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(connection.header_line());
+    for (name, value) in extra_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
-/// Appends the 101 response completing a WebSocket handshake.
+/// Appends the 101 response completing a WebSocket handshake. (A 1xx
+/// response has no body and must not carry `Content-Length`.)
 pub fn write_switching_protocols(out: &mut Vec<u8>, accept_key: &str) {
-    let _ = (out, accept_key);
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\n\
+          Upgrade: websocket\r\n\
+          Connection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(accept_key.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// `n` in decimal, written into the end of `buf` (u64::MAX has 20 digits).
+fn format_decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut len = 0;
+    for slot in buf.iter_mut().rev() {
+        *slot = b'0' | (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.get(buf.len() - len..).unwrap_or_default()
+}
+
+macro_rules! healthz {
+    ($conn:literal, $body:literal) => {
+        concat!(
+            "HTTP/1.1 200 OK\r\n",
+            "Content-Type: text/plain\r\n",
+            "Content-Length: 3\r\n",
+            $conn,
+            "\r\n",
+            $body
+        )
+        .as_bytes()
+    };
+}
+
+/// `GET /healthz`, HTTP/1.1 keep-alive.
+pub const HEALTHZ_KEEP_ALIVE_11: &[u8] = healthz!("", "ok\n");
+/// `GET /healthz`, HTTP/1.0 keep-alive.
+pub const HEALTHZ_KEEP_ALIVE_10: &[u8] = healthz!("Connection: keep-alive\r\n", "ok\n");
+/// `GET /healthz`, closing.
+pub const HEALTHZ_CLOSE: &[u8] = healthz!("Connection: close\r\n", "ok\n");
+/// `HEAD /healthz`, HTTP/1.1 keep-alive.
+pub const HEALTHZ_HEAD_KEEP_ALIVE_11: &[u8] = healthz!("", "");
+/// `HEAD /healthz`, HTTP/1.0 keep-alive.
+pub const HEALTHZ_HEAD_KEEP_ALIVE_10: &[u8] = healthz!("Connection: keep-alive\r\n", "");
+/// `HEAD /healthz`, closing.
+pub const HEALTHZ_HEAD_CLOSE: &[u8] = healthz!("Connection: close\r\n", "");
+
+/// The complete, precomputed `/healthz` response (`200`, `text/plain`,
+/// body `ok\n`): byte-for-byte what `write_response(out, Status::Ok,
+/// "text/plain", b"ok\n", head_only, connection, &[])` appends.
+pub fn healthz_response(head_only: bool, connection: Connection) -> &'static [u8] {
+    match (head_only, connection) {
+        (false, Connection::KeepAlive11) => HEALTHZ_KEEP_ALIVE_11,
+        (false, Connection::KeepAlive10) => HEALTHZ_KEEP_ALIVE_10,
+        (false, Connection::Close) => HEALTHZ_CLOSE,
+        (true, Connection::KeepAlive11) => HEALTHZ_HEAD_KEEP_ALIVE_11,
+        (true, Connection::KeepAlive10) => HEALTHZ_HEAD_KEEP_ALIVE_10,
+        (true, Connection::Close) => HEALTHZ_HEAD_CLOSE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(
+        status: Status,
+        content_type: &str,
+        body: &[u8],
+        head_only: bool,
+        connection: Connection,
+        extra: &[(&str, &str)],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            status,
+            content_type,
+            body,
+            head_only,
+            connection,
+            extra,
+        );
+        out
+    }
+
+    #[test]
+    fn ok_keep_alive_11() {
+        let out = response(
+            Status::Ok,
+            "application/json",
+            b"{}",
+            false,
+            Connection::KeepAlive11,
+            &[],
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+              Content-Length: 2\r\n\r\n{}"
+        );
+    }
+
+    #[test]
+    fn method_not_allowed_close_with_extra() {
+        let out = response(
+            Status::MethodNotAllowed,
+            "text/plain",
+            b"method not allowed\n",
+            false,
+            Connection::Close,
+            &[("Allow", "GET, HEAD")],
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n\
+              Content-Length: 19\r\nConnection: close\r\nAllow: GET, HEAD\r\n\r\n\
+              method not allowed\n"
+        );
+    }
+
+    #[test]
+    fn keep_alive_10_and_appends() {
+        let mut out = b"previous".to_vec();
+        write_response(
+            &mut out,
+            Status::NotFound,
+            "",
+            b"",
+            false,
+            Connection::KeepAlive10,
+            &[],
+        );
+        assert_eq!(
+            out,
+            b"previousHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\
+              Connection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_has_content_length_but_no_body() {
+        let body = vec![b'x'; 12345];
+        let out = response(
+            Status::Ok,
+            "text/html; charset=utf-8",
+            &body,
+            true,
+            Connection::KeepAlive11,
+            &[],
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+              Content-Length: 12345\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn switching_protocols() {
+        let mut out = Vec::new();
+        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn status_lines_match_codes_and_reasons() {
+        for s in [
+            Status::Ok,
+            Status::SwitchingProtocols,
+            Status::BadRequest,
+            Status::Forbidden,
+            Status::NotFound,
+            Status::MethodNotAllowed,
+            Status::UriTooLong,
+            Status::UpgradeRequired,
+            Status::HeadTooLarge,
+            Status::ServiceUnavailable,
+        ] {
+            let line = format!("HTTP/1.1 {} {}\r\n", s.code(), s.reason());
+            assert_eq!(s.status_line(), line.as_bytes());
+        }
+        assert_eq!(
+            Status::HeadTooLarge.status_line(),
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        );
+    }
+
+    #[test]
+    fn decimal() {
+        let mut buf = [0u8; 20];
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(format_decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn healthz_matches_write_response() {
+        for head_only in [false, true] {
+            for c in [
+                Connection::KeepAlive11,
+                Connection::KeepAlive10,
+                Connection::Close,
+            ] {
+                let expected = response(Status::Ok, "text/plain", b"ok\n", head_only, c, &[]);
+                assert_eq!(healthz_response(head_only, c), &expected[..]);
+            }
+        }
+        assert_eq!(
+            HEALTHZ_KEEP_ALIVE_11,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+        );
+    }
+
+    #[test]
+    fn errors_map_to_statuses() {
+        assert_eq!(Status::from(HttpError::BadRequest), Status::BadRequest);
+        assert_eq!(Status::from(HttpError::UriTooLong), Status::UriTooLong);
+        assert_eq!(Status::from(HttpError::HeadTooLarge), Status::HeadTooLarge);
+    }
+
+    #[test]
+    fn connection_for_request() {
+        let parse = |b: &'static [u8]| match crate::http::parse_request(b, 8192) {
+            Ok(Some(r)) => Connection::for_request(&r),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n"), Connection::KeepAlive11);
+        assert_eq!(
+            parse(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            Connection::KeepAlive10
+        );
+        assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n"), Connection::Close);
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            Connection::Close
+        );
+    }
 }
