@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Every test suite of the project, installing what the suites need first.
+# Used by CI (.ci/run) and by developers: `bash tests/run-all.sh`.
+#
+#   1. lint: cargo fmt --check, cargo clippy -D warnings
+#   2. cargo test: unit, property and integration tests (real binary, real sockets)
+#   3. Autobahn|Testsuite 1.* to 10.* against /echo (kosoku), all OK
+#   4. real browser: two headless Chromium pages chat (playwright-core)
+#   5. deployment: nginx terminating TLS in front of chat, wss:// end to end
+#
+# Set SKIP_INSTALL=1 to use what is already installed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+passed=0
+failed=0
+failures=()
+
+step() {
+  local name=$1
+  shift
+  echo
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "=== $name: ok"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    echo "=== $name: FAILED"
+  fi
+}
+
+install_system_packages() {
+  local need=()
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+install_node_packages() {
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+install_kosoku() {
+  [ -x target/venv/bin/kosoku ] && return 0
+  python3 -m venv target/venv &&
+    target/venv/bin/pip install -q --disable-pip-version-check kosoku
+}
+
+run_browser_test() {
+  local port log pid rc
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  log=$(mktemp)
+  target/release/chat --listen "127.0.0.1:$port" >"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+  timeout 180 node tests/browser/chat.spec.mjs "http://127.0.0.1:$port"
+  rc=$?
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rm -f "$log"
+  return $rc
+}
+
+mkdir -p target
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  step "install system packages (nginx, chromium, openssl)" install_system_packages
+  step "install kosoku (Autobahn cases) in target/venv" install_kosoku
+  step "install playwright-core" install_node_packages
+fi
+step "cargo fmt --check" cargo fmt --check
+step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo test" cargo test --locked
+step "cargo build --release" cargo build --release --locked
+step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
+step "browser test (chromium + playwright-core)" run_browser_test
+step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
+
+echo
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
