@@ -16,6 +16,8 @@
 
 pub mod pairing;
 pub mod protocol;
+#[cfg(test)]
+mod tests;
 
 pub use pairing::{ChatConfig, ChatMetrics, Pairing};
 pub use protocol::{write_json, ErrorCode, LeftReason, ServerMsg};
