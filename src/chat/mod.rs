@@ -3,9 +3,9 @@
 //! milliseconds on a monotonic clock, so tests are deterministic.
 //!
 //! CONTRACT with the event loop (`server/`):
-//! * `on_connect` when a WebSocket session on `/` opens (interests from
-//!   `GET /?interests=a,b`, already split by the caller is NOT assumed: the
-//!   raw query value is passed).
+//! * `on_connect` when a WebSocket session on `/` opens, with the raw query
+//!   string of the request without `?` (`interests=music,rust&x=1`), or
+//!   `None`; `Pairing` finds, decodes and checks `interests` itself.
 //! * `on_text` for every text message from that client. `Err(Violation)`
 //!   means: close the connection with that code (1008 for sustained
 //!   flooding); the loop then calls `on_disconnect`.
@@ -16,9 +16,11 @@
 
 pub mod pairing;
 pub mod protocol;
+#[cfg(test)]
+mod tests;
 
-pub use pairing::Pairing;
-pub use protocol::ServerMsg;
+pub use pairing::{ChatConfig, ChatMetrics, Pairing};
+pub use protocol::{write_json, ErrorCode, LeftReason, ServerMsg};
 
 /// The event loop's handle for a chat client (its slab index).
 pub type ClientId = usize;

@@ -1,6 +1,64 @@
 //! The chat-roulette state machine: queue, pairs, interests, rate limits.
+//!
+//! # Data structures and costs
+//!
+//! Clients live in a `Vec<Option<Client>>` indexed by [`ClientId`] (the
+//! event loop's slab index, small and reused). Every time a client is
+//! queued it gets a fresh, ever-increasing sequence number `seq`; "longest
+//! waiting" means "smallest `seq`". The queued clients are indexed three
+//! ways, each an ordered map keyed by `seq`:
+//!
+//! * `queue`: every queued client (for counts and the re-pair rule);
+//! * `open`: queued clients who take anyone: no interests, or interest
+//!   wait over;
+//! * `by_tag`: for each tag, the queued clients with that tag.
+//!
+//! Queueing, leaving the queue (pairing, `next`, disconnect) and finding a
+//! partner are O(log n) in the number of queued clients, whatever the queue
+//! holds. The one exception, for interests: a client with k tags (k ≤ 10)
+//! is in k tag maps, so queueing, leaving and searching cost
+//! O(k · log n) plus k hash lookups of the tag strings. Searching never
+//! scans: in any of these maps at most two entries can be unacceptable
+//! (the searcher itself and its previous stranger), so the answer is among
+//! the first three.
+//!
+//! Interest waits all have the same length, so their deadlines expire in
+//! the order they were set: a `VecDeque` of `(deadline, id, wait_gen)`
+//! pushed at the back, popped at the front. Entries made stale by pairing or
+//! leaving are not searched for; they are skipped (and dropped) when they
+//! reach the front, so `next_deadline` is O(1) and exact after every call.
+//!
+//! # Decisions where PROTOCOL.md is silent
+//!
+//! * Time: `now_ms` is expected never to go backwards (a monotonic
+//!   clock). If it did, nothing breaks: token buckets simply do not refill
+//!   and an interest wait may end a little late.
+//! * Re-pair rule: A and B count as "previous strangers" of each other
+//!   while each one's most recent partner is the other. While any third
+//!   client is queued (even one that cannot take either of them yet) they
+//!   are not paired; when the queue shrinks to just the two of them they are
+//!   paired at once (if their interests allow).
+//! * `next` while already queued: the client gets `waiting` again and keeps
+//!   its place in the line (and its interest wait).
+//! * `interests` while queued: the new tags apply at once to the current
+//!   search. The client keeps its place in line; if it now has tags, its
+//!   interest wait starts again from now (an unchanged tag set changes
+//!   nothing). No extra `waiting` is sent. While chatting or idle, tags are
+//!   kept for the next search. An empty list clears the interests.
+//! * Invalid tags in the connect query are dropped silently (see
+//!   [`interests_from_query`]).
+//! * `paired.common` lists the shared tags in sorted order.
+//! * The rate limit is checked before the message is parsed, so bad
+//!   messages count too. A dropped message answers `rate_limited` at most
+//!   once per second while messages keep being dropped (the first drop after
+//!   an accepted message always answers). Every message, dropped or not,
+//!   also draws from the hard bucket; when it is empty `on_text` returns
+//!   `Err(Violation { code: 1008, .. })`.
 
-use super::{ClientId, Counts, Outbox, Violation};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::protocol::{interests_from_query, parse_client, ClientMsg, ErrorCode, LeftReason};
+use super::{ClientId, Counts, Outbox, ServerMsg, Violation};
 
 /// Chat settings (from the command line).
 #[derive(Clone, Copy, Debug)]
@@ -18,19 +76,156 @@ impl Default for ChatConfig {
     }
 }
 
+/// Totals since start, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChatMetrics {
+    /// `message`s delivered to a partner.
+    pub messages_relayed: u64,
+    /// `typing` notices delivered to a partner.
+    pub typing_relayed: u64,
+    /// Pairs made.
+    pub pairs: u64,
+    /// Refused client messages, by [`ErrorCode::index`]. `rate_limited`
+    /// counts every dropped message, also those not answered (throttled).
+    pub errors: [u64; ErrorCode::COUNT],
+    /// Sessions ended with 1008 for flooding at 10x the rate limit.
+    pub rate_limit_closes: u64,
+}
+
+impl ChatMetrics {
+    /// All refused client messages.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// `(code, count)` for every error code, in [`ErrorCode::ALL`] order.
+    pub fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        ErrorCode::ALL.into_iter().zip(self.errors.iter().copied())
+    }
+}
+
+/// One message's worth of tokens (buckets count in thousandths).
+const TOKEN: u64 = 1000;
+/// Sustained rate: 10 messages/s = 10 thousandths per ms; burst 20.
+const SOFT_PER_MS: u64 = 10;
+const SOFT_CAP: u64 = 20 * TOKEN;
+/// Hard limit at 10x: 100 messages/s, burst 200.
+const HARD_PER_MS: u64 = 100;
+const HARD_CAP: u64 = 200 * TOKEN;
+/// At most one `rate_limited` answer per this many ms while dropping.
+const NOTICE_EVERY_MS: u64 = 1000;
+
+/// Two token buckets, integer arithmetic on injected time.
+#[derive(Clone, Copy, Debug)]
+struct RateLimit {
+    soft: u64,
+    hard: u64,
+    last_ms: u64,
+    /// No `rate_limited` answer before this time (0: answer the next drop).
+    quiet_until_ms: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Drop { notify: bool },
+    Close,
+}
+
+impl RateLimit {
+    fn new(now_ms: u64) -> RateLimit {
+        RateLimit {
+            soft: SOFT_CAP,
+            hard: HARD_CAP,
+            last_ms: now_ms,
+            quiet_until_ms: 0,
+        }
+    }
+
+    fn check(&mut self, now_ms: u64) -> Verdict {
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        self.last_ms = self.last_ms.max(now_ms);
+        self.soft = SOFT_CAP.min(
+            self.soft
+                .saturating_add(elapsed.saturating_mul(SOFT_PER_MS)),
+        );
+        self.hard = HARD_CAP.min(
+            self.hard
+                .saturating_add(elapsed.saturating_mul(HARD_PER_MS)),
+        );
+        if self.hard < TOKEN {
+            return Verdict::Close;
+        }
+        self.hard -= TOKEN;
+        if self.soft < TOKEN {
+            let notify = now_ms >= self.quiet_until_ms;
+            if notify {
+                self.quiet_until_ms = now_ms.saturating_add(NOTICE_EVERY_MS);
+            }
+            return Verdict::Drop { notify };
+        }
+        self.soft -= TOKEN;
+        self.quiet_until_ms = 0;
+        Verdict::Pass
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// In the queue under key `Client::seq`.
+    Queued,
+    Chatting(ClientId),
+    Idle,
+}
+
+#[derive(Debug)]
+struct Client {
+    /// Unique per connection (ids are reused, serials are not).
+    serial: u64,
+    state: State,
+    /// Normalised, sorted, deduplicated.
+    tags: Vec<String>,
+    /// Serial of the most recent partner.
+    prev: Option<u64>,
+    /// Queue key while queued.
+    seq: u64,
+    /// While queued: takes anyone (no tags, or interest wait over).
+    open: bool,
+    /// Identifies the current interest wait's deadline entry.
+    wait_gen: u64,
+    rate: RateLimit,
+}
+
 /// All chat clients and their state.
 #[derive(Debug, Default)]
 pub struct Pairing {
     config: ChatConfig,
+    clients: Vec<Option<Client>>,
     online: usize,
+    chatting: usize,
+    next_serial: u64,
+    next_seq: u64,
+    next_wait_gen: u64,
+    queue: BTreeMap<u64, ClientId>,
+    open: BTreeMap<u64, ClientId>,
+    by_tag: HashMap<String, BTreeMap<u64, ClientId>>,
+    /// `(deadline_ms, id, wait_gen)` in deadline order.
+    deadlines: VecDeque<(u64, ClientId, u64)>,
+    metrics: ChatMetrics,
 }
 
 impl Pairing {
     pub fn new(config: ChatConfig) -> Pairing {
-        Pairing { config, online: 0 }
+        Pairing {
+            config,
+            ..Pairing::default()
+        }
     }
 
-    /// A session opened; `interests_query` is the raw `interests=` value.
+    /// A session opened. `interests_query` is the raw query string of the
+    /// upgrade request without `?` (`interests=music,rust&x=1`); see
+    /// [`interests_from_query`]. The client gets `waiting` at once, then
+    /// `paired` if a stranger is found in the same call.
     pub fn on_connect(
         &mut self,
         id: ClientId,
@@ -38,8 +233,33 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
-        let _ = (id, interests_query, now_ms, out, self.config);
-        self.online += 1;
+        if self.client(id).is_some() {
+            // The loop never does this; keep the books straight if it did.
+            self.on_disconnect(id, now_ms, out);
+        }
+        if self.clients.len() <= id {
+            self.clients.resize_with(id + 1, || None);
+        }
+        let tags = interests_query
+            .map(interests_from_query)
+            .unwrap_or_default();
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        if let Some(slot) = self.clients.get_mut(id) {
+            *slot = Some(Client {
+                serial,
+                state: State::Idle,
+                tags,
+                prev: None,
+                seq: 0,
+                open: false,
+                wait_gen: 0,
+                rate: RateLimit::new(now_ms),
+            });
+            self.online += 1;
+            self.search(id, now_ms, out);
+        }
+        self.finish_turn(out);
     }
 
     /// One text message (raw bytes, valid UTF-8) from a client.
@@ -50,29 +270,359 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) -> Result<(), Violation> {
-        let _ = (id, text, now_ms, out);
+        let Some(client) = self.client_mut(id) else {
+            return Ok(());
+        };
+        let state = client.state;
+        match client.rate.check(now_ms) {
+            Verdict::Pass => {}
+            Verdict::Drop { notify } => {
+                self.count_error(ErrorCode::RateLimited);
+                if notify {
+                    out.send(
+                        id,
+                        &ServerMsg::Error {
+                            code: ErrorCode::RateLimited,
+                        },
+                    );
+                }
+                return Ok(());
+            }
+            Verdict::Close => {
+                self.metrics.rate_limit_closes += 1;
+                return Err(Violation {
+                    code: 1008,
+                    reason: "rate limit exceeded",
+                });
+            }
+        }
+        match parse_client(text) {
+            Err(code) => self.refuse(id, code, out),
+            Ok(ClientMsg::Message { text }) => match state {
+                State::Chatting(partner) => {
+                    self.metrics.messages_relayed += 1;
+                    out.send(partner, &ServerMsg::Message { text: &text });
+                }
+                _ => self.refuse(id, ErrorCode::NotPaired, out),
+            },
+            Ok(ClientMsg::Typing { active }) => match state {
+                State::Chatting(partner) => {
+                    self.metrics.typing_relayed += 1;
+                    out.send(partner, &ServerMsg::Typing { active });
+                }
+                _ => self.refuse(id, ErrorCode::NotPaired, out),
+            },
+            Ok(ClientMsg::Next) => self.next(id, now_ms, out),
+            Ok(ClientMsg::Interests { tags }) => self.set_interests(id, tags, now_ms, out),
+        }
+        self.finish_turn(out);
         Ok(())
     }
 
     /// The client is gone (closed, dropped, or failed).
     pub fn on_disconnect(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
-        let _ = (id, now_ms, out);
+        let _ = now_ms;
+        let Some(state) = self.client(id).map(|c| c.state) else {
+            return;
+        };
+        match state {
+            State::Queued => self.unindex(id),
+            State::Chatting(partner) => self.leave(partner, LeftReason::Disconnected, out),
+            State::Idle => {}
+        }
+        if let Some(slot) = self.clients.get_mut(id) {
+            *slot = None;
+        }
         self.online = self.online.saturating_sub(1);
+        self.finish_turn(out);
     }
 
-    /// Earliest time `on_tick` has work to do.
+    /// Earliest time `on_tick` has work to do (an interest wait ends).
     pub fn next_deadline(&self) -> Option<u64> {
-        None
+        self.deadlines.front().map(|&(deadline, _, _)| deadline)
     }
 
+    /// Ends the interest waits due by `now_ms`; those clients now take
+    /// anyone and are paired if someone fits.
     pub fn on_tick(&mut self, now_ms: u64, out: &mut dyn Outbox) {
-        let _ = (now_ms, out);
+        while let Some(&(deadline, id, wait_gen)) = self.deadlines.front() {
+            if deadline > now_ms {
+                break;
+            }
+            self.deadlines.pop_front();
+            if !self.in_wait(id, wait_gen) {
+                continue;
+            }
+            if let Some(c) = self.client_mut(id) {
+                c.open = true;
+                let seq = c.seq;
+                self.open.insert(seq, id);
+                self.try_pair(id, out);
+            }
+        }
+        self.finish_turn(out);
     }
 
     pub fn counts(&self) -> Counts {
         Counts {
             online: self.online,
-            ..Counts::default()
+            waiting: self.queue.len(),
+            chatting: self.chatting,
         }
     }
+
+    /// Totals for `/metrics`.
+    pub fn metrics(&self) -> ChatMetrics {
+        self.metrics
+    }
+
+    fn client(&self, id: ClientId) -> Option<&Client> {
+        self.clients.get(id).and_then(Option::as_ref)
+    }
+
+    fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
+        self.clients.get_mut(id).and_then(Option::as_mut)
+    }
+
+    fn count_error(&mut self, code: ErrorCode) {
+        if let Some(n) = self.metrics.errors.get_mut(code.index()) {
+            *n += 1;
+        }
+    }
+
+    fn refuse(&mut self, id: ClientId, code: ErrorCode, out: &mut dyn Outbox) {
+        self.count_error(code);
+        out.send(id, &ServerMsg::Error { code });
+    }
+
+    /// `next`: leave the partner (if any), then search.
+    fn next(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
+        match self.client(id).map(|c| c.state) {
+            Some(State::Chatting(partner)) => {
+                self.leave(partner, LeftReason::Next, out);
+                self.search(id, now_ms, out);
+            }
+            Some(State::Idle) => self.search(id, now_ms, out),
+            Some(State::Queued) => out.send(
+                id,
+                &ServerMsg::Waiting {
+                    online: self.online,
+                },
+            ),
+            None => {}
+        }
+    }
+
+    /// `partner` loses its stranger (who is handled by the caller): it is
+    /// told why and goes idle.
+    fn leave(&mut self, partner: ClientId, reason: LeftReason, out: &mut dyn Outbox) {
+        if let Some(p) = self.client_mut(partner) {
+            p.state = State::Idle;
+            self.chatting = self.chatting.saturating_sub(2);
+            out.send(partner, &ServerMsg::Left { reason });
+        }
+    }
+
+    /// Sends `waiting`, queues the client as the newest, and pairs it if
+    /// someone fits.
+    fn search(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
+        out.send(
+            id,
+            &ServerMsg::Waiting {
+                online: self.online,
+            },
+        );
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(c) = self.client_mut(id) {
+            c.state = State::Queued;
+            c.seq = seq;
+            self.index(id, now_ms);
+            self.try_pair(id, out);
+        }
+    }
+
+    fn set_interests(
+        &mut self,
+        id: ClientId,
+        tags: Vec<String>,
+        now_ms: u64,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(c) = self.client_mut(id) else {
+            return;
+        };
+        if c.tags == tags {
+            return;
+        }
+        if c.state != State::Queued {
+            c.tags = tags;
+            return;
+        }
+        self.unindex(id);
+        if let Some(c) = self.client_mut(id) {
+            c.tags = tags;
+            self.index(id, now_ms);
+            self.try_pair(id, out);
+        }
+    }
+
+    /// Adds a client (state `Queued`, `seq` set) to the queue maps and
+    /// starts its interest wait if it has tags.
+    fn index(&mut self, id: ClientId, now_ms: u64) {
+        let wait_ms = self.config.interest_wait_ms;
+        let wait_gen = self.next_wait_gen;
+        let Some(c) = self.clients.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        let seq = c.seq;
+        self.queue.insert(seq, id);
+        c.open = c.tags.is_empty() || wait_ms == 0;
+        if c.open {
+            self.open.insert(seq, id);
+        } else {
+            c.wait_gen = wait_gen;
+            self.next_wait_gen += 1;
+            self.deadlines
+                .push_back((now_ms.saturating_add(wait_ms), id, wait_gen));
+        }
+        for tag in &c.tags {
+            match self.by_tag.get_mut(tag.as_str()) {
+                Some(m) => {
+                    m.insert(seq, id);
+                }
+                None => {
+                    self.by_tag.insert(tag.clone(), BTreeMap::from([(seq, id)]));
+                }
+            }
+        }
+    }
+
+    /// Removes a queued client from the queue maps (its deadline entry goes
+    /// stale). The caller sets its new state.
+    fn unindex(&mut self, id: ClientId) {
+        let Some(c) = self.clients.get(id).and_then(Option::as_ref) else {
+            return;
+        };
+        let seq = c.seq;
+        self.queue.remove(&seq);
+        self.open.remove(&seq);
+        for tag in &c.tags {
+            if let Some(m) = self.by_tag.get_mut(tag.as_str()) {
+                m.remove(&seq);
+                if m.is_empty() {
+                    self.by_tag.remove(tag.as_str());
+                }
+            }
+        }
+        // The wait entry (if any) is recognised as stale by `in_wait`.
+        if let Some(c) = self.client_mut(id) {
+            c.open = true;
+        }
+    }
+
+    /// Whether `id` is queued and still in the interest wait `wait_gen`.
+    fn in_wait(&self, id: ClientId, wait_gen: u64) -> bool {
+        self.client(id)
+            .is_some_and(|c| c.state == State::Queued && !c.open && c.wait_gen == wait_gen)
+    }
+
+    /// The partner for queued client `x`, by the rules of PROTOCOL.md
+    /// "Life of a session": the longest-waiting client sharing a tag; if
+    /// none and `x` takes anyone, the longest-waiting client who takes
+    /// anyone. Never `x` itself; never its previous stranger while a third
+    /// client is queued.
+    fn find_partner(&self, x: ClientId) -> Option<ClientId> {
+        let xc = self.client(x)?;
+        let third_queued = self.queue.len() >= 3;
+        let acceptable = |y: ClientId| {
+            y != x
+                && (!third_queued
+                    || self.client(y).is_some_and(|yc| {
+                        !(xc.prev == Some(yc.serial) && yc.prev == Some(xc.serial))
+                    }))
+        };
+        // At most two entries of a map are unacceptable: x and the one
+        // client that is its previous stranger.
+        let first = |m: &BTreeMap<u64, ClientId>| {
+            m.iter()
+                .take(3)
+                .find(|&(_, &y)| acceptable(y))
+                .map(|(&seq, &y)| (seq, y))
+        };
+        let mut best: Option<(u64, ClientId)> = None;
+        for tag in &xc.tags {
+            if let Some(found) = self.by_tag.get(tag.as_str()).and_then(first) {
+                if best.map_or(true, |(seq, _)| found.0 < seq) {
+                    best = Some(found);
+                }
+            }
+        }
+        if best.is_none() && xc.open {
+            best = first(&self.open);
+        }
+        best.map(|(_, y)| y)
+    }
+
+    /// Pairs queued client `x` with the partner it finds, if any.
+    fn try_pair(&mut self, x: ClientId, out: &mut dyn Outbox) -> bool {
+        let Some(y) = self.find_partner(x) else {
+            return false;
+        };
+        let (xs, ys, common) = match (self.client(x), self.client(y)) {
+            (Some(a), Some(b)) => (a.serial, b.serial, common_tags(&a.tags, &b.tags)),
+            _ => return false,
+        };
+        self.unindex(x);
+        self.unindex(y);
+        if let Some(c) = self.client_mut(x) {
+            c.state = State::Chatting(y);
+            c.prev = Some(ys);
+        }
+        if let Some(c) = self.client_mut(y) {
+            c.state = State::Chatting(x);
+            c.prev = Some(xs);
+        }
+        self.chatting += 2;
+        self.metrics.pairs += 1;
+        let msg = ServerMsg::Paired { common: &common };
+        out.send(x, &msg);
+        out.send(y, &msg);
+        true
+    }
+
+    /// End of every public call: when the queue is down to two clients,
+    /// the re-pair rule no longer keeps them apart, so pair them if they
+    /// fit; then drop stale deadline entries so `next_deadline` is exact.
+    fn finish_turn(&mut self, out: &mut dyn Outbox) {
+        if self.queue.len() == 2 {
+            if let Some(&first) = self.queue.values().next() {
+                self.try_pair(first, out);
+            }
+        }
+        while let Some(&(_, id, wait_gen)) = self.deadlines.front() {
+            if self.in_wait(id, wait_gen) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
+    }
+}
+
+/// Tags in both sorted lists, sorted.
+fn common_tags(a: &[String], b: &[String]) -> Vec<String> {
+    let (mut i, mut j) = (0, 0);
+    let mut common = Vec::new();
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.cmp(y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                common.push(x.clone());
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    common
 }

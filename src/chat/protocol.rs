@@ -1,4 +1,35 @@
 //! The chat's JSON messages (PROTOCOL.md "Chat session").
+//!
+//! Parsing ([`parse_client`]) borrows from the input where it can: a chat
+//! text without escapes is relayed without being copied. Writing
+//! ([`write_json`]) appends compact JSON to a caller-owned buffer.
+//!
+//! Choices where PROTOCOL.md is silent:
+//! * A JSON object without `"type"`, or with a non-string `"type"`, is
+//!   `bad_json`; a string `"type"` we do not know is `unknown_type`.
+//! * A field the message type needs that is missing or of the wrong JSON
+//!   type (`text` not a string, `active` not a boolean, `tags` missing) is
+//!   `bad_json`. `tags` present but not an array of strings is
+//!   `bad_interests`. Fields a type does not use are ignored, whatever their
+//!   JSON type; unknown fields are ignored. Duplicate fields are `bad_json`.
+//! * `too_long` is checked before `empty`: a text of 5000 spaces is
+//!   `too_long`. "Blank" means empty or only Unicode white space.
+//! * Interest tags are trimmed, lower-cased, deduplicated and sorted; the
+//!   10-tag limit applies to the array as sent (before deduplication).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// Longest chat text, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Most interest tags a client may set.
+pub const MAX_TAGS: usize = 10;
+/// Longest interest tag, in characters (after trimming and lower-casing).
+pub const MAX_TAG_CHARS: usize = 32;
 
 /// A message to a client.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,7 +48,16 @@ pub enum LeftReason {
     Disconnected,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl LeftReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeftReason::Next => "next",
+            LeftReason::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     BadJson,
     UnknownType,
@@ -28,7 +68,584 @@ pub enum ErrorCode {
     BadInterests,
 }
 
+impl ErrorCode {
+    /// Number of error codes (the length of [`ErrorCode::ALL`]).
+    pub const COUNT: usize = 7;
+    /// Every code, in the order of [`ErrorCode::index`].
+    pub const ALL: [ErrorCode; ErrorCode::COUNT] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::Empty,
+        ErrorCode::TooLong,
+        ErrorCode::NotPaired,
+        ErrorCode::RateLimited,
+        ErrorCode::BadInterests,
+    ];
+
+    /// Position in [`ErrorCode::ALL`] (for per-code counters).
+    pub fn index(self) -> usize {
+        match self {
+            ErrorCode::BadJson => 0,
+            ErrorCode::UnknownType => 1,
+            ErrorCode::Empty => 2,
+            ErrorCode::TooLong => 3,
+            ErrorCode::NotPaired => 4,
+            ErrorCode::RateLimited => 5,
+            ErrorCode::BadInterests => 6,
+        }
+    }
+
+    /// The wire code (`"bad_json"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::Empty => "empty",
+            ErrorCode::TooLong => "too_long",
+            ErrorCode::NotPaired => "not_paired",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadInterests => "bad_interests",
+        }
+    }
+
+    /// The human text sent as `"message"`. Plain ASCII without characters
+    /// that need JSON escaping.
+    pub fn description(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "expected a JSON object with a string type field",
+            ErrorCode::UnknownType => "unknown message type",
+            ErrorCode::Empty => "message text is blank",
+            ErrorCode::TooLong => "message text is over 4096 bytes",
+            ErrorCode::NotPaired => "you are not talking to a stranger",
+            ErrorCode::RateLimited => "too many messages, slow down",
+            ErrorCode::BadInterests => "interests must be at most 10 tags of 1 to 32 characters",
+        }
+    }
+}
+
+/// A message from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientMsg<'a> {
+    /// Say something; `text` is non-blank and at most [`MAX_TEXT_BYTES`].
+    Message {
+        text: Cow<'a, str>,
+    },
+    Typing {
+        active: bool,
+    },
+    Next,
+    /// Normalised tags: trimmed, lower-cased, 1..=32 chars, deduplicated,
+    /// sorted, at most [`MAX_TAGS`].
+    Interests {
+        tags: Vec<String>,
+    },
+}
+
+/// Parses one text message from a client (PROTOCOL.md "Client to server").
+///
+/// A message whose first non-blank character is not `{` is a chat text
+/// (the whole message, blanks included). Input that is not UTF-8 (the
+/// caller guarantees it is) is `bad_json`.
+pub fn parse_client(bytes: &[u8]) -> Result<ClientMsg<'_>, ErrorCode> {
+    let Ok(s) = std::str::from_utf8(bytes) else {
+        return Err(ErrorCode::BadJson);
+    };
+    if !s.trim_start().starts_with('{') {
+        return check_text(Cow::Borrowed(s));
+    }
+    let raw: Raw<'_> = serde_json::from_str(s).map_err(|_| ErrorCode::BadJson)?;
+    let Some(Loose::Str(kind)) = raw.kind else {
+        return Err(ErrorCode::BadJson);
+    };
+    match &*kind {
+        "message" => match raw.text {
+            Some(Loose::Str(text)) => check_text(text),
+            _ => Err(ErrorCode::BadJson),
+        },
+        "typing" => match raw.active {
+            Some(Loose::Bool(active)) => Ok(ClientMsg::Typing { active }),
+            _ => Err(ErrorCode::BadJson),
+        },
+        "next" => Ok(ClientMsg::Next),
+        "interests" => match raw.tags {
+            Some(value) => parse_tags(&value).map(|tags| ClientMsg::Interests { tags }),
+            None => Err(ErrorCode::BadJson),
+        },
+        _ => Err(ErrorCode::UnknownType),
+    }
+}
+
+fn check_text(text: Cow<'_, str>) -> Result<ClientMsg<'_>, ErrorCode> {
+    if text.len() > MAX_TEXT_BYTES {
+        Err(ErrorCode::TooLong)
+    } else if text.trim().is_empty() {
+        Err(ErrorCode::Empty)
+    } else {
+        Ok(ClientMsg::Message { text })
+    }
+}
+
+/// Trims and lower-cases a tag; `None` if it is then empty or over
+/// [`MAX_TAG_CHARS`] characters.
+pub fn normalize_tag(tag: &str) -> Option<String> {
+    let tag = tag.trim().to_lowercase();
+    let n = tag.chars().count();
+    (1..=MAX_TAG_CHARS).contains(&n).then_some(tag)
+}
+
+fn parse_tags(value: &serde_json::Value) -> Result<Vec<String>, ErrorCode> {
+    let Some(items) = value.as_array() else {
+        return Err(ErrorCode::BadInterests);
+    };
+    if items.len() > MAX_TAGS {
+        return Err(ErrorCode::BadInterests);
+    }
+    let mut tags = Vec::with_capacity(items.len());
+    for item in items {
+        let tag = item
+            .as_str()
+            .and_then(normalize_tag)
+            .ok_or(ErrorCode::BadInterests)?;
+        tags.push(tag);
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// Interests from the connect URL's query string (`interests=music,rust&x=1`,
+/// without the `?`).
+///
+/// Every `interests` parameter counts (`interests=a&interests=b` is `a,b`).
+/// Values are percent-decoded (`+` is a space; bytes that are not UTF-8
+/// become U+FFFD), split on commas and normalised like `interests`
+/// messages. Tags that are invalid (empty, over 32 characters) are dropped
+/// silently rather than refusing the connection, and only the first 10
+/// distinct valid tags are kept. For convenience a string with neither `=`
+/// nor `&` is taken as the bare parameter value (`music,rust`).
+/// The result is deduplicated and sorted.
+pub fn interests_from_query(query: &str) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    let mut add_value = |value: &str| {
+        let decoded = percent_decode(value);
+        for part in decoded.split(',') {
+            if tags.len() >= MAX_TAGS {
+                return;
+            }
+            if let Some(tag) = normalize_tag(part) {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+        }
+    };
+    if !query.contains('=') && !query.contains('&') {
+        add_value(query);
+    } else {
+        for pair in query.split('&') {
+            if let Some(("interests", value)) = pair.split_once('=') {
+                add_value(value);
+            }
+        }
+    }
+    tags.sort_unstable();
+    tags
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = bytes.get(i + 1).copied().and_then(hex);
+                let lo = bytes.get(i + 2).copied().and_then(hex);
+                if let (Some(hi), Some(lo)) = (hi, lo) {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fields of a client message we look at. Each is read leniently so
+/// that a field a message type does not use cannot make it fail.
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Loose<'a>>,
+    #[serde(default, borrow)]
+    text: Option<Loose<'a>>,
+    #[serde(default, borrow)]
+    active: Option<Loose<'a>>,
+    #[serde(default)]
+    tags: Option<serde_json::Value>,
+}
+
+/// Any JSON value, keeping only strings (borrowed when unescaped) and
+/// booleans.
+enum Loose<'a> {
+    Str(Cow<'a, str>),
+    Bool(bool),
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor)
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Loose::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Loose::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Loose::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Loose::Other)
+    }
+}
+
 /// Appends `msg` as compact JSON (no frame header) to `out`.
+///
+/// Fixed parts are copied as byte strings; chat text and tags go through
+/// `serde_json` for correct escaping. Nothing is allocated beyond growing
+/// `out`. (Writing into a `Vec` cannot fail, so the `io::Result`s of the
+/// writers are ignored.)
 pub fn write_json(out: &mut Vec<u8>, msg: &ServerMsg<'_>) {
-    let _ = (out, msg);
+    match msg {
+        ServerMsg::Waiting { online } => {
+            out.extend_from_slice(b"{\"type\":\"waiting\",\"online\":");
+            let _ = write!(out, "{online}");
+            out.push(b'}');
+        }
+        ServerMsg::Paired { common } => {
+            out.extend_from_slice(b"{\"type\":\"paired\",\"common\":[");
+            for (i, tag) in common.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let _ = serde_json::to_writer(&mut *out, tag.as_str());
+            }
+            out.extend_from_slice(b"]}");
+        }
+        ServerMsg::Message { text } => {
+            out.extend_from_slice(b"{\"type\":\"message\",\"text\":");
+            let _ = serde_json::to_writer(&mut *out, text);
+            out.push(b'}');
+        }
+        ServerMsg::Typing { active } => {
+            out.extend_from_slice(if *active {
+                b"{\"type\":\"typing\",\"active\":true}"
+            } else {
+                b"{\"type\":\"typing\",\"active\":false}"
+            });
+        }
+        ServerMsg::Left { reason } => {
+            out.extend_from_slice(b"{\"type\":\"left\",\"reason\":\"");
+            out.extend_from_slice(reason.as_str().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+        ServerMsg::Error { code } => {
+            out.extend_from_slice(b"{\"type\":\"error\",\"code\":\"");
+            out.extend_from_slice(code.as_str().as_bytes());
+            out.extend_from_slice(b"\",\"message\":\"");
+            out.extend_from_slice(code.description().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
+    }
+}
+
+/// [`write_json`] into a new `String` (for tests and logging).
+pub fn to_json_string(msg: &ServerMsg<'_>) -> String {
+    let mut out = Vec::new();
+    write_json(&mut out, msg);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parsed(s: &str) -> Result<ClientMsg<'_>, ErrorCode> {
+        parse_client(s.as_bytes())
+    }
+
+    fn msg(text: &str) -> Result<ClientMsg<'_>, ErrorCode> {
+        Ok(ClientMsg::Message {
+            text: Cow::Borrowed(text),
+        })
+    }
+
+    fn as_value(m: &ServerMsg<'_>) -> Value {
+        serde_json::from_str(&to_json_string(m)).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn parses_each_client_type() {
+        assert_eq!(parsed(r#"{"type":"message","text":"hi"}"#), msg("hi"));
+        assert_eq!(
+            parsed(r#" {"type":"typing","active":true} "#),
+            Ok(ClientMsg::Typing { active: true })
+        );
+        assert_eq!(
+            parsed(r#"{"type":"typing","active":false}"#),
+            Ok(ClientMsg::Typing { active: false })
+        );
+        assert_eq!(parsed(r#"{"type":"next"}"#), Ok(ClientMsg::Next));
+        assert_eq!(
+            parsed(r#"{"type":"interests","tags":[" Rust ","MUSIC","rust"]}"#),
+            Ok(ClientMsg::Interests {
+                tags: vec!["music".into(), "rust".into()]
+            })
+        );
+        assert_eq!(
+            parsed(r#"{"type":"interests","tags":[]}"#),
+            Ok(ClientMsg::Interests { tags: vec![] })
+        );
+    }
+
+    #[test]
+    fn unescaped_text_is_borrowed_escaped_text_decoded() {
+        match parsed(r#"{"type":"message","text":"plain"}"#) {
+            Ok(ClientMsg::Message {
+                text: Cow::Borrowed(t),
+            }) => assert_eq!(t, "plain"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parsed(r#"{"type":"message","text":"a\"b\nc\u00e9"}"#),
+            Ok(ClientMsg::Message {
+                text: Cow::Owned("a\"b\ncé".into())
+            })
+        );
+    }
+
+    #[test]
+    fn plain_text_is_a_message() {
+        assert_eq!(parsed("hello there"), msg("hello there"));
+        assert_eq!(parsed("  hi {not json}  "), msg("  hi {not json}  "));
+        assert_eq!(parsed("[1,2]"), msg("[1,2]"));
+        assert_eq!(parsed("\"quoted\""), msg("\"quoted\""));
+        assert_eq!(parsed(""), Err(ErrorCode::Empty));
+        assert_eq!(parsed(" \n\t "), Err(ErrorCode::Empty));
+        assert_eq!(parsed(&"x".repeat(4096)), msg(&"x".repeat(4096)));
+        assert_eq!(parsed(&"x".repeat(4097)), Err(ErrorCode::TooLong));
+    }
+
+    #[test]
+    fn error_codes() {
+        use ErrorCode::*;
+        let cases: &[(&str, ErrorCode)] = &[
+            ("{", BadJson),
+            ("{}", BadJson),
+            (r#"{"type":1}"#, BadJson),
+            (r#"{"text":"hi"}"#, BadJson),
+            (r#"{"type":"message"}"#, BadJson),
+            (r#"{"type":"message","text":5}"#, BadJson),
+            (r#"{"type":"typing"}"#, BadJson),
+            (r#"{"type":"typing","active":"yes"}"#, BadJson),
+            (r#"{"type":"interests"}"#, BadJson),
+            (r#"{"type":"next"} x"#, BadJson),
+            (r#"{"type":"next","type":"next"}"#, BadJson),
+            (r#"{"type":"dance"}"#, UnknownType),
+            (r#"{"type":"Message","text":"hi"}"#, UnknownType),
+            (r#"{"type":"message","text":""}"#, Empty),
+            (r#"{"type":"message","text":"  \n "}"#, Empty),
+            (r#"{"type":"interests","tags":"rust"}"#, BadInterests),
+            (r#"{"type":"interests","tags":[1]}"#, BadInterests),
+            (r#"{"type":"interests","tags":["ok",""]}"#, BadInterests),
+            (r#"{"type":"interests","tags":["   "]}"#, BadInterests),
+        ];
+        for (input, code) in cases {
+            assert_eq!(parsed(input), Err(*code), "{input}");
+        }
+        let long = format!(r#"{{"type":"message","text":"{}"}}"#, "é".repeat(2049));
+        assert_eq!(parsed(&long), Err(TooLong));
+        let fits = format!(r#"{{"type":"message","text":"{}"}}"#, "é".repeat(2048));
+        assert!(parsed(&fits).is_ok());
+        let eleven =
+            json!({"type":"interests","tags":(0..11).map(|i| format!("t{i}")).collect::<Vec<_>>()});
+        assert_eq!(parsed(&eleven.to_string()), Err(BadInterests));
+        let ten =
+            json!({"type":"interests","tags":(0..10).map(|i| format!("t{i}")).collect::<Vec<_>>()});
+        assert!(parsed(&ten.to_string()).is_ok());
+        let tag33 = json!({"type":"interests","tags":["a".repeat(33)]});
+        assert_eq!(parsed(&tag33.to_string()), Err(BadInterests));
+        let tag32 = json!({"type":"interests","tags":[format!("  {}  ", "ü".repeat(32))]});
+        assert!(parsed(&tag32.to_string()).is_ok());
+        assert_eq!(parse_client(&[0xff, 0xfe]), Err(BadJson));
+    }
+
+    #[test]
+    fn unused_and_unknown_fields_are_ignored() {
+        assert_eq!(
+            parsed(r#"{"text":{"a":[1,2]},"type":"next","x":null,"active":3}"#),
+            Ok(ClientMsg::Next)
+        );
+        assert_eq!(
+            parsed(r#"{"type":"message","text":"hi","tags":7,"active":[]}"#),
+            msg("hi")
+        );
+    }
+
+    #[test]
+    fn query_interests() {
+        assert_eq!(
+            interests_from_query("interests=music,rust&x=1"),
+            vec!["music", "rust"]
+        );
+        assert_eq!(
+            interests_from_query("x=1&interests=Rock%20Music,%E2%9C%93,,rust+lang"),
+            vec!["rock music", "rust lang", "✓"]
+        );
+        assert_eq!(interests_from_query("music,rust"), vec!["music", "rust"]);
+        assert_eq!(
+            interests_from_query("interests=a&interests=b,a"),
+            vec!["a", "b"]
+        );
+        assert!(interests_from_query("").is_empty());
+        assert!(interests_from_query("x=1").is_empty());
+        assert!(interests_from_query("interests=").is_empty());
+        let long = format!("interests={},ok,%zz", "a".repeat(33));
+        assert_eq!(interests_from_query(&long), vec!["%zz", "ok"]);
+        let many: Vec<String> = (0..15).map(|i| format!("t{i:02}")).collect();
+        let q = format!("interests={}", many.join(","));
+        assert_eq!(interests_from_query(&q), many[..10].to_vec());
+        assert_eq!(interests_from_query("interests=%"), vec!["%"]);
+        assert_eq!(interests_from_query("interests=%ff"), vec!["\u{fffd}"]);
+    }
+
+    #[test]
+    fn writes_exact_shapes() {
+        let common = vec!["music".to_string(), "rust".to_string()];
+        let cases: Vec<(ServerMsg<'_>, &str)> = vec![
+            (
+                ServerMsg::Waiting { online: 42 },
+                r#"{"type":"waiting","online":42}"#,
+            ),
+            (
+                ServerMsg::Paired { common: &common },
+                r#"{"type":"paired","common":["music","rust"]}"#,
+            ),
+            (
+                ServerMsg::Paired { common: &[] },
+                r#"{"type":"paired","common":[]}"#,
+            ),
+            (
+                ServerMsg::Message { text: "hi" },
+                r#"{"type":"message","text":"hi"}"#,
+            ),
+            (
+                ServerMsg::Typing { active: true },
+                r#"{"type":"typing","active":true}"#,
+            ),
+            (
+                ServerMsg::Typing { active: false },
+                r#"{"type":"typing","active":false}"#,
+            ),
+            (
+                ServerMsg::Left {
+                    reason: LeftReason::Next,
+                },
+                r#"{"type":"left","reason":"next"}"#,
+            ),
+            (
+                ServerMsg::Left {
+                    reason: LeftReason::Disconnected,
+                },
+                r#"{"type":"left","reason":"disconnected"}"#,
+            ),
+        ];
+        for (m, want) in cases {
+            assert_eq!(to_json_string(&m), want);
+        }
+        for code in ErrorCode::ALL {
+            let v = as_value(&ServerMsg::Error { code });
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["code"], code.as_str());
+            assert_eq!(v["message"], code.description());
+            assert_eq!(v.as_object().map(|o| o.len()), Some(3));
+            assert_eq!(ErrorCode::ALL[code.index()], code);
+        }
+    }
+
+    #[test]
+    fn escapes_text() {
+        let text = "say \"hi\"\nback\\slash\ttab \u{1} é 日本 😀 </script>";
+        let out = to_json_string(&ServerMsg::Message { text });
+        assert!(!out.contains('\n'));
+        assert_eq!(
+            as_value(&ServerMsg::Message { text }),
+            json!({"type":"message","text":text})
+        );
+        let common = vec!["a\"b".to_string(), "ü".to_string()];
+        assert_eq!(
+            as_value(&ServerMsg::Paired { common: &common }),
+            json!({"type":"paired","common":["a\"b","ü"]})
+        );
+    }
+
+    #[test]
+    fn write_json_appends() {
+        let mut out = b"xx".to_vec();
+        write_json(&mut out, &ServerMsg::Typing { active: true });
+        write_json(&mut out, &ServerMsg::Waiting { online: 0 });
+        assert_eq!(
+            out,
+            br#"xx{"type":"typing","active":true}{"type":"waiting","online":0}"#.to_vec()
+        );
+    }
 }
