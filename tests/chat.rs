@@ -35,11 +35,17 @@ fn life_of_a_session() {
     a.send_json(json!({"type":"message","text":"hi <b>there</b> \"quoted\"\n"}));
     a.send_json(json!({"type":"typing","active":false}));
     expect(&mut b, json!({"type":"typing","active":true}));
-    expect(&mut b, json!({"type":"message","text":"hi <b>there</b> \"quoted\"\n"}));
+    expect(
+        &mut b,
+        json!({"type":"message","text":"hi <b>there</b> \"quoted\"\n"}),
+    );
     expect(&mut b, json!({"type":"typing","active":false}));
     // Plain text is a message too.
     b.send_text("hello from a terminal");
-    expect(&mut a, json!({"type":"message","text":"hello from a terminal"}));
+    expect(
+        &mut a,
+        json!({"type":"message","text":"hello from a terminal"}),
+    );
 
     // A says next: B is told and goes idle; A queues again.
     a.send_json(json!({"type":"next"}));
@@ -85,8 +91,14 @@ fn bad_chat_input_gets_the_named_errors() {
         (r#"{"type":"message","text":"#.to_string(), "bad_json"),
         (r#"{"type":"dance"}"#.to_string(), "unknown_type"),
         (r#"{"type":"message","text":"   "}"#.to_string(), "empty"),
-        (format!(r#"{{"type":"message","text":"{long}"}}"#), "too_long"),
-        (r#"{"type":"interests","tags":"music"}"#.to_string(), "bad_interests"),
+        (
+            format!(r#"{{"type":"message","text":"{long}"}}"#),
+            "too_long",
+        ),
+        (
+            r#"{"type":"interests","tags":"music"}"#.to_string(),
+            "bad_interests",
+        ),
     ];
     for (text, code) in cases {
         a.send_text(&text);
@@ -131,13 +143,21 @@ fn flooding_is_rate_limited_then_closed() {
         got.push(f.json()["text"].as_str().unwrap().to_string());
     }
     assert!(got.len() >= 20 && got.len() < 30, "{}", got.len());
-    assert_eq!(got[..20], (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        got[..20],
+        (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>()[..]
+    );
     // Going on at 10x the allowed rate ends the session with 1008.
     let mut c = join(&server);
     c.recv_json();
     let mut burst = Vec::new();
     for _ in 0..400 {
-        burst.extend(frame_bytes(true, 1, br#"{"type":"typing","active":true}"#, Some([1, 2, 3, 4])));
+        burst.extend(frame_bytes(
+            true,
+            1,
+            br#"{"type":"typing","active":true}"#,
+            Some([1, 2, 3, 4]),
+        ));
     }
     c.send_raw(&burst);
     loop {

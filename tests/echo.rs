@@ -11,7 +11,14 @@ fn text_and_binary_come_back_unchanged() {
     let server = ServerProcess::start(&[]);
     let mut ws = Ws::connect(server.addr, "/echo");
     ws.send_text("hello");
-    assert_eq!(ws.recv(), Frame { fin: true, opcode: 1, payload: b"hello".to_vec() });
+    assert_eq!(
+        ws.recv(),
+        Frame {
+            fin: true,
+            opcode: 1,
+            payload: b"hello".to_vec()
+        }
+    );
     for len in [0usize, 125, 126, 65535, 65536 - 14] {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         ws.send_frame(true, 2, &payload);
@@ -32,7 +39,10 @@ fn fragmented_message_with_interleaved_ping() {
     ws.send_frame(false, 0, "lo, wörld".as_bytes());
     ws.send_frame(true, 0, b"!");
     let pong = ws.recv();
-    assert_eq!((pong.opcode, pong.payload.as_slice()), (10, &b"are you there"[..]));
+    assert_eq!(
+        (pong.opcode, pong.payload.as_slice()),
+        (10, &b"are you there"[..])
+    );
     let f = ws.recv();
     assert_eq!((f.opcode, f.text()), (1, "Hello, wörld!"));
 }
@@ -73,7 +83,14 @@ fn protocol_errors_get_their_close_codes() {
         // unmasked frame
         (frame_bytes(true, 1, b"hi", None), 1002),
         // reserved bit
-        ({ let mut f = frame_bytes(true, 1, b"hi", Some([1, 2, 3, 4])); f[0] |= 0x40; f }, 1002),
+        (
+            {
+                let mut f = frame_bytes(true, 1, b"hi", Some([1, 2, 3, 4]));
+                f[0] |= 0x40;
+                f
+            },
+            1002,
+        ),
         // unknown opcode
         (frame_bytes(true, 3, b"", Some([1, 2, 3, 4])), 1002),
         // control frame too long
@@ -81,16 +98,22 @@ fn protocol_errors_get_their_close_codes() {
         // orphan continuation
         (frame_bytes(true, 0, b"x", Some([1, 2, 3, 4])), 1002),
         // invalid UTF-8
-        (frame_bytes(true, 1, &[0xce, 0xba, 0xff], Some([1, 2, 3, 4])), 1007),
+        (
+            frame_bytes(true, 1, &[0xce, 0xba, 0xff], Some([1, 2, 3, 4])),
+            1007,
+        ),
         // too big
         (frame_bytes(true, 2, &[0u8; 1001], Some([1, 2, 3, 4])), 1009),
         // a header claiming 2^63-1 bytes
-        ({
-            let mut f = vec![0x82, 0xff];
-            f.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
-            f.extend_from_slice(&[1, 2, 3, 4]);
-            f
-        }, 1009),
+        (
+            {
+                let mut f = vec![0x82, 0xff];
+                f.extend_from_slice(&(i64::MAX as u64).to_be_bytes());
+                f.extend_from_slice(&[1, 2, 3, 4]);
+                f
+            },
+            1009,
+        ),
     ];
     for (bytes, code) in cases {
         let mut ws = Ws::connect(server.addr, "/echo");

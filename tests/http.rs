@@ -21,10 +21,16 @@ fn healthz_stats_metrics_and_page() {
 
     let r = http_get(server.addr, "/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(r.body).unwrap();
     assert!(text.contains("# TYPE chat_online gauge"), "{text}");
-    assert!(text.contains("chat_http_responses_total{class=\"2xx\"} 2"), "{text}");
+    assert!(
+        text.contains("chat_http_responses_total{class=\"2xx\"} 2"),
+        "{text}"
+    );
 
     let r = http_get(server.addr, "/");
     assert_eq!(r.status, 200);
@@ -71,7 +77,8 @@ fn pipelined_requests_are_answered_in_order_in_one_write() {
 fn http10_keep_alive_and_close() {
     let server = ServerProcess::start(&[]);
     let mut s = connect(server.addr);
-    s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false);
     assert_eq!(r.status, 200);
@@ -84,7 +91,8 @@ fn http10_keep_alive_and_close() {
 
     // HTTP/1.1 with Connection: close.
     let mut s = connect(server.addr);
-    s.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(r.header("connection"), Some("close"));
     assert!(read_until_closed(&mut s).is_some());
@@ -94,7 +102,8 @@ fn http10_keep_alive_and_close() {
 fn garbage_gets_400_then_close() {
     let server = ServerProcess::start(&[]);
     let mut s = connect(server.addr);
-    s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n").unwrap();
+    s.write_all(b"\x16\x03\x01 this is not http\r\n\r\n")
+        .unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(r.status, 400);
     assert!(read_until_closed(&mut s).is_some());

@@ -942,8 +942,12 @@ impl Core {
     }
 
     fn chat_totals(&self) -> ChatTotals {
-        // TODO(merge): wire to the pairing module's counters.
-        ChatTotals::default()
+        let m = self.chat.metrics();
+        ChatTotals {
+            messages_relayed: m.messages_relayed,
+            chat_errors: m.errors_total(),
+            pairs: m.pairs,
+        }
     }
 }
 

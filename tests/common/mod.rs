@@ -151,7 +151,11 @@ pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool)
 fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) {
     let mut chunk = [0u8; 16384];
     let n = stream.read(&mut chunk).expect("read");
-    assert!(n > 0, "connection closed early; have {:?}", String::from_utf8_lossy(buf));
+    assert!(
+        n > 0,
+        "connection closed early; have {:?}",
+        String::from_utf8_lossy(buf)
+    );
     buf.extend_from_slice(&chunk[..n]);
 }
 
@@ -299,10 +303,16 @@ impl Ws {
         let f = self.recv_data();
         assert_eq!(f.opcode, 8, "expected close {code}, got {f:?}");
         assert_eq!(f.close_code(), Some(code), "{f:?}");
-        let _ = self
-            .stream
-            .write_all(&frame_bytes(true, 8, &code.to_be_bytes(), Some([1, 2, 3, 4])));
-        assert!(read_until_closed(&mut self.stream).is_some(), "server did not close TCP");
+        let _ = self.stream.write_all(&frame_bytes(
+            true,
+            8,
+            &code.to_be_bytes(),
+            Some([1, 2, 3, 4]),
+        ));
+        assert!(
+            read_until_closed(&mut self.stream).is_some(),
+            "server did not close TCP"
+        );
     }
 }
 
@@ -348,7 +358,10 @@ pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
             if buf.len() < 10 {
                 return None;
             }
-            (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10)
+            (
+                u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                10,
+            )
         }
         n => (n as usize, 2),
     };
