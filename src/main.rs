@@ -52,6 +52,12 @@ struct Cli {
     #[arg(long, env = "CHAT_INTEREST_WAIT", default_value = "5", value_name = "SECONDS",
           value_parser = parse_duration)]
     interest_wait: Duration,
+
+    /// Chat messages a client may send per second, in bursts of twice that;
+    /// over it they are dropped (`rate_limited`), at 10x the session is closed 1008.
+    #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = 10, value_name = "PER_SECOND",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    rate_limit: u64,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,7 @@ fn main() -> ExitCode {
         idle_timeout: cli.idle_timeout,
         allowed_origins: cli.allowed_origin,
         interest_wait: cli.interest_wait,
+        rate_limit: cli.rate_limit,
         ..Config::default()
     };
     let mut server = match Server::bind(config) {

@@ -47,25 +47,11 @@ install_node_packages() {
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+
 install_kosoku() {
   [ -x target/venv/bin/kosoku ] && return 0
   python3 -m venv target/venv &&
     target/venv/bin/pip install -q --disable-pip-version-check kosoku
-}
-
-run_browser_test() {
-  local port log pid rc
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  log=$(mktemp)
-  target/release/chat --listen "127.0.0.1:$port" >"$log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-  timeout 180 node tests/browser/chat.spec.mjs "http://127.0.0.1:$port"
-  rc=$?
-  kill "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  rm -f "$log"
-  return $rc
 }
 
 mkdir -p target
@@ -79,7 +65,7 @@ step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 step "cargo test" cargo test --locked
 step "cargo build --release" cargo build --release --locked
 step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
-step "browser test (chromium + playwright-core)" run_browser_test
+step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat
 step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
 
 echo

@@ -66,15 +66,22 @@ pub struct ChatConfig {
     /// `--interest-wait`: how long a client with interests waits for a
     /// match before taking anyone.
     pub interest_wait_ms: u64,
+    /// `--rate-limit`: sustained client messages per second (bursts of
+    /// twice that; the session is closed 1008 when it goes on at 10x).
+    pub rate_per_sec: u64,
 }
 
 impl Default for ChatConfig {
     fn default() -> Self {
         ChatConfig {
             interest_wait_ms: 5_000,
+            rate_per_sec: DEFAULT_RATE_PER_SEC,
         }
     }
 }
+
+/// PROTOCOL.md's rate: 10 messages/s, bursts of 20.
+pub const DEFAULT_RATE_PER_SEC: u64 = 10;
 
 /// Totals since start, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,18 +111,19 @@ impl ChatMetrics {
     }
 }
 
-/// One message's worth of tokens (buckets count in thousandths).
+/// One message's worth of tokens (buckets count in thousandths, so a rate
+/// of R messages/s refills R thousandths per ms).
 const TOKEN: u64 = 1000;
-/// Sustained rate: 10 messages/s = 10 thousandths per ms; burst 20.
-const SOFT_PER_MS: u64 = 10;
-const SOFT_CAP: u64 = 20 * TOKEN;
-/// Hard limit at 10x: 100 messages/s, burst 200.
-const HARD_PER_MS: u64 = 100;
-const HARD_CAP: u64 = 200 * TOKEN;
+/// Bursts of this many seconds' worth of messages.
+const BURST_SECONDS: u64 = 2;
+/// The hard limit, closing the session, is this multiple of the rate.
+const HARD_FACTOR: u64 = 10;
 /// At most one `rate_limited` answer per this many ms while dropping.
 const NOTICE_EVERY_MS: u64 = 1000;
 
-/// Two token buckets, integer arithmetic on injected time.
+/// Two token buckets, integer arithmetic on injected time: the soft one
+/// (rate R, burst 2R) drops messages, the hard one (10R, burst 20R) ends
+/// the session.
 #[derive(Clone, Copy, Debug)]
 struct RateLimit {
     soft: u64,
@@ -133,25 +141,31 @@ enum Verdict {
 }
 
 impl RateLimit {
-    fn new(now_ms: u64) -> RateLimit {
+    fn soft_cap(rate: u64) -> u64 {
+        rate.saturating_mul(BURST_SECONDS * TOKEN)
+    }
+
+    fn hard_cap(rate: u64) -> u64 {
+        Self::soft_cap(rate).saturating_mul(HARD_FACTOR)
+    }
+
+    fn new(now_ms: u64, rate: u64) -> RateLimit {
         RateLimit {
-            soft: SOFT_CAP,
-            hard: HARD_CAP,
+            soft: Self::soft_cap(rate),
+            hard: Self::hard_cap(rate),
             last_ms: now_ms,
             quiet_until_ms: 0,
         }
     }
 
-    fn check(&mut self, now_ms: u64) -> Verdict {
+    fn check(&mut self, now_ms: u64, rate: u64) -> Verdict {
         let elapsed = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
-        self.soft = SOFT_CAP.min(
-            self.soft
-                .saturating_add(elapsed.saturating_mul(SOFT_PER_MS)),
-        );
-        self.hard = HARD_CAP.min(
+        self.soft =
+            Self::soft_cap(rate).min(self.soft.saturating_add(elapsed.saturating_mul(rate)));
+        self.hard = Self::hard_cap(rate).min(
             self.hard
-                .saturating_add(elapsed.saturating_mul(HARD_PER_MS)),
+                .saturating_add(elapsed.saturating_mul(rate.saturating_mul(HARD_FACTOR))),
         );
         if self.hard < TOKEN {
             return Verdict::Close;
@@ -254,7 +268,7 @@ impl Pairing {
                 seq: 0,
                 open: false,
                 wait_gen: 0,
-                rate: RateLimit::new(now_ms),
+                rate: RateLimit::new(now_ms, self.config.rate_per_sec),
             });
             self.online += 1;
             self.search(id, now_ms, out);
@@ -270,11 +284,12 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) -> Result<(), Violation> {
+        let rate = self.config.rate_per_sec;
         let Some(client) = self.client_mut(id) else {
             return Ok(());
         };
         let state = client.state;
-        match client.rate.check(now_ms) {
+        match client.rate.check(now_ms, rate) {
             Verdict::Pass => {}
             Verdict::Drop { notify } => {
                 self.count_error(ErrorCode::RateLimited);

@@ -65,7 +65,10 @@ impl Chat {
 
     fn with_wait(interest_wait_ms: u64) -> Chat {
         Chat {
-            p: Pairing::new(ChatConfig { interest_wait_ms }),
+            p: Pairing::new(ChatConfig {
+                interest_wait_ms,
+                ..ChatConfig::default()
+            }),
             out: Rec::default(),
             now: 1_000_000,
         }

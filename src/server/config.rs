@@ -20,6 +20,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a client with interests waits for a match before taking anyone.
     pub interest_wait: Duration,
+    /// Chat messages per second per client (bursts of twice that).
+    pub rate_limit: u64,
     /// Request head limit (431/414 over it).
     pub max_head: usize,
     /// Unsent output a connection may accumulate before it is closed 1008.
@@ -40,6 +42,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             allowed_origins: Vec::new(),
             interest_wait: Duration::from_secs(5),
+            rate_limit: crate::chat::pairing::DEFAULT_RATE_PER_SEC,
             max_head: 8 * 1024,
             max_output: 1024 * 1024,
             close_timeout: Duration::from_secs(5),

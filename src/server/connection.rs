@@ -72,3 +72,16 @@ impl Connection {
         matches!(self.state, State::Echo | State::Chat)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection costs this much in the slab; keep it honest.
+    #[test]
+    fn connection_stays_small() {
+        let size = std::mem::size_of::<Connection>();
+        println!("size_of::<Connection>() = {size}");
+        assert!(size <= 160, "Connection grew to {size} bytes");
+    }
+}

@@ -84,6 +84,7 @@ impl Server {
         let registry = poll.registry().try_clone()?;
         let chat = Pairing::new(ChatConfig {
             interest_wait_ms: duration_ms(config.interest_wait),
+            rate_per_sec: config.rate_limit,
         });
         Ok(Server {
             poll,

@@ -1,0 +1,146 @@
+//! Zero heap allocations per echoed or relayed message in steady state,
+//! counted by a global allocator around the real server running on a
+//! thread of this process. The client side reads and writes fixed buffers,
+//! so every allocation counted in the measured stretch is the server's.
+//!
+//! One test function only: other tests on other threads would allocate.
+
+use chat::server::{Config, Server};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::SeqCst)
+}
+
+fn start_server() -> SocketAddr {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        // Relay as fast as the test can go.
+        rate_limit: 1_000_000,
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap();
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || server.run());
+    addr
+}
+
+fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    // Read the 101 head byte by byte up to the blank line.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s
+}
+
+fn masked(payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Reads one small unmasked text frame into `buf`; returns its payload length.
+fn read_frame(s: &mut TcpStream, buf: &mut [u8; 256]) -> usize {
+    s.read_exact(&mut buf[..2]).unwrap();
+    assert_eq!(buf[0], 0x81, "expected a text frame");
+    let len = (buf[1] & 0x7f) as usize;
+    assert!(len < 126);
+    s.read_exact(&mut buf[..len]).unwrap();
+    len
+}
+
+fn echo_round_trips(s: &mut TcpStream, frame: &[u8], n: usize, buf: &mut [u8; 256]) {
+    for _ in 0..n {
+        s.write_all(frame).unwrap();
+        let len = read_frame(s, buf);
+        assert_eq!(len, frame.len() - 6);
+    }
+}
+
+fn relay_round_trips(
+    a: &mut TcpStream,
+    b: &mut TcpStream,
+    frame: &[u8],
+    n: usize,
+    buf: &mut [u8; 256],
+) {
+    for _ in 0..n {
+        a.write_all(frame).unwrap();
+        read_frame(b, buf);
+        b.write_all(frame).unwrap();
+        read_frame(a, buf);
+    }
+}
+
+#[test]
+fn steady_state_echo_and_relay_allocate_nothing() {
+    let addr = start_server();
+    let mut buf = [0u8; 256];
+
+    // Echo: 32-byte messages.
+    let mut echo = ws_connect(addr, "/echo");
+    let frame = masked(&[b'x'; 32]);
+    echo_round_trips(&mut echo, &frame, 2_000, &mut buf);
+    let before = allocations();
+    echo_round_trips(&mut echo, &frame, 20_000, &mut buf);
+    let echo_allocs = allocations() - before;
+    println!("echo: {echo_allocs} allocations over 20000 messages");
+
+    // Chat relay between a pair.
+    let mut a = ws_connect(addr, "/");
+    read_frame(&mut a, &mut buf); // waiting
+    let mut b = ws_connect(addr, "/");
+    read_frame(&mut b, &mut buf); // waiting
+    read_frame(&mut a, &mut buf); // paired
+    read_frame(&mut b, &mut buf); // paired
+    let frame = masked(br#"{"type":"message","text":"ping pong 0123456789"}"#);
+    relay_round_trips(&mut a, &mut b, &frame, 1_000, &mut buf);
+    let before = allocations();
+    relay_round_trips(&mut a, &mut b, &frame, 10_000, &mut buf);
+    let relay_allocs = allocations() - before;
+    println!("relay: {relay_allocs} allocations over 20000 messages");
+
+    assert_eq!(echo_allocs, 0, "echo allocates in steady state");
+    assert_eq!(relay_allocs, 0, "relay allocates in steady state");
+}
