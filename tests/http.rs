@@ -28,7 +28,7 @@ fn healthz_stats_metrics_and_page() {
     let text = String::from_utf8(r.body).unwrap();
     assert!(text.contains("# TYPE chat_online gauge"), "{text}");
     assert!(
-        text.contains("chat_http_responses_total{class=\"2xx\"} 2"),
+        text.contains("chat_http_requests_total{class=\"2xx\"} 2"),
         "{text}"
     );
 

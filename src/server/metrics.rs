@@ -144,13 +144,13 @@ pub fn render_metrics(
     }
     let _ = writeln!(
         out,
-        "# HELP chat_http_responses_total HTTP responses by status class."
+        "# HELP chat_http_requests_total HTTP requests answered, by status class of the answer."
     );
-    let _ = writeln!(out, "# TYPE chat_http_responses_total counter");
+    let _ = writeln!(out, "# TYPE chat_http_requests_total counter");
     for (class, value) in totals.http_responses.iter().enumerate().skip(1) {
         let _ = writeln!(
             out,
-            "chat_http_responses_total{{class=\"{class}xx\"}} {value}"
+            "chat_http_requests_total{{class=\"{class}xx\"}} {value}"
         );
     }
 }
@@ -189,9 +189,9 @@ mod tests {
         render_metrics(&mut s, Counts::default(), 2, &totals, ChatTotals::default());
         assert!(s.contains("# TYPE chat_online gauge\nchat_online 0\n"));
         assert!(s.contains("chat_open_connections 2\n"));
-        assert!(s.contains("chat_http_responses_total{class=\"2xx\"} 1\n"));
-        assert!(s.contains("chat_http_responses_total{class=\"4xx\"} 1\n"));
-        assert!(s.contains("chat_http_responses_total{class=\"1xx\"} 1\n"));
+        assert!(s.contains("chat_http_requests_total{class=\"2xx\"} 1\n"));
+        assert!(s.contains("chat_http_requests_total{class=\"4xx\"} 1\n"));
+        assert!(s.contains("chat_http_requests_total{class=\"1xx\"} 1\n"));
         for line in s.lines() {
             assert!(
                 line.starts_with('#') || line.split(' ').count() == 2,
