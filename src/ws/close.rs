@@ -1,7 +1,90 @@
 //! Close frame payload rules (RFC 6455 §5.5.1, §7.4).
 
+use super::decode::ProtocolError;
+use super::status;
+
 /// True for close codes a peer may send (§7.4.1, §7.4.2).
+///
+/// Valid: 1000–1003, 1007–1014 (1012–1014 are IANA-registered and accepted
+/// by Autobahn), 3000–4999. Invalid: below 1000, 1004–1006 (reserved or
+/// never sent on the wire), 1015, 1016–2999, 5000 and above.
 pub fn is_valid_code(code: u16) -> bool {
-    let _ = code;
-    true
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Parses an (unmasked) close frame payload into its code and reason.
+///
+/// * empty → `(None, "")`;
+/// * 1 byte → 1002 (a code needs two);
+/// * a code that [`is_valid_code`] rejects → 1002;
+/// * a reason that is not UTF-8 → 1007.
+pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), ProtocolError> {
+    match payload {
+        [] => Ok((None, "")),
+        [_] => Err(ProtocolError {
+            code: status::PROTOCOL_ERROR,
+            reason: "close payload of 1 byte",
+        }),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_code(code) {
+                return Err(ProtocolError {
+                    code: status::PROTOCOL_ERROR,
+                    reason: "invalid close code",
+                });
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError {
+                code: status::INVALID_PAYLOAD,
+                reason: "close reason is not UTF-8",
+            })?;
+            Ok((Some(code), reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        for c in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ] {
+            assert!(is_valid_code(c), "{c}");
+        }
+        for c in [3000, 3999, 4000, 4999] {
+            assert!(is_valid_code(c), "{c}");
+        }
+        for c in [
+            0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert!(!is_valid_code(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn payloads() {
+        assert_eq!(parse_close_payload(b""), Ok((None, "")));
+        assert_eq!(
+            parse_close_payload(b"\x03"),
+            Err(ProtocolError {
+                code: 1002,
+                reason: "close payload of 1 byte"
+            })
+        );
+        assert_eq!(parse_close_payload(b"\x03\xe8"), Ok((Some(1000), "")));
+        assert_eq!(
+            parse_close_payload(&[b"\x0f\xa0", "bye é".as_bytes()].concat()),
+            Ok((Some(4000), "bye é"))
+        );
+        assert_eq!(parse_close_payload(b"\x03\xed").unwrap_err().code, 1002); // 1005
+        assert_eq!(parse_close_payload(b"\x00\x00").unwrap_err().code, 1002);
+        assert_eq!(
+            parse_close_payload(b"\x03\xe8\xce\xba\xed\xa0\x80")
+                .unwrap_err()
+                .code,
+            1007
+        );
+    }
 }
