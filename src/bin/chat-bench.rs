@@ -610,8 +610,9 @@ impl Net {
                     {
                         self.conns.out(idx);
                     }
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        r = self.read_conn(idx, app, now);
+                    let closed = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || closed {
+                        r = self.read_conn(idx, app, now, closed);
                     }
                     r
                 }
@@ -650,8 +651,15 @@ impl Net {
         Ok(())
     }
 
-    /// Reads until WouldBlock, decoding as it goes.
-    fn read_conn<H: Handler>(&mut self, idx: usize, app: &mut H, now: u64) -> Result<(), Fail> {
+    /// Reads until the socket is drained, decoding as it goes. `closed`: the
+    /// event said the peer closed (or errored), so read on to EOF or error.
+    fn read_conn<H: Handler>(
+        &mut self,
+        idx: usize,
+        app: &mut H,
+        now: u64,
+        closed: bool,
+    ) -> Result<(), Fail> {
         let Net {
             buf,
             conns,
@@ -679,8 +687,11 @@ impl Net {
                     }
                     Ok(n) => {
                         len += n;
-                        if len == buf.len() {
-                            more = true;
+                        more = len == buf.len();
+                        // A short read drained the socket and new bytes raise
+                        // a new edge: skip the read that would say WouldBlock,
+                        // unless the peer has closed (then read on to EOF).
+                        if more || !closed {
                             break;
                         }
                     }
