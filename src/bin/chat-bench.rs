@@ -1148,6 +1148,9 @@ fn run_idle(a: IdleArgs) -> Result<serde_json::Value, String> {
         "idle {}: {open}/{} connections open in {connect_secs:.2} s",
         a.url, a.connections
     );
+    if open == 0 {
+        return Err(format!("no connection opened; {}", net.stats.line()));
+    }
     // Let the server settle, then take the first reading.
     let settle = now_ns() + NS / 2;
     net.run_until(&mut events, &mut app, settle, |_, _| false);
@@ -1667,5 +1670,53 @@ fn main() -> ExitCode {
             println!("{}", json!({ "error": e }));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("ws://127.0.0.1:9001/echo").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(
+            (t.host.as_str(), t.path.as_str()),
+            ("127.0.0.1:9001", "/echo")
+        );
+        let t = parse_url("ws://127.0.0.1:9001").unwrap();
+        assert_eq!(t.path, "/");
+        assert_eq!(parse_url("ws://[::1]/").unwrap().addr.port(), 80);
+        assert_eq!(parse_url("ws://[::1]:7/").unwrap().addr.port(), 7);
+        assert!(parse_url("ws://192.0.2.1:80/").is_err());
+        assert!(parse_url("wss://127.0.0.1:80/").is_err());
+    }
+
+    #[test]
+    fn handshake_response() {
+        // RFC 6455 section 1.3's example key and accept value.
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81";
+        assert!(matches!(parse_handshake(ok, key), Ok(Some(n)) if n == ok.len() - 1));
+        assert!(matches!(parse_handshake(&ok[..40], key), Ok(None)));
+        let wrong = b"HTTP/1.1 101 OK\r\nSec-WebSocket-Accept: AAAA\r\n\r\n";
+        assert!(matches!(
+            parse_handshake(wrong, key),
+            Err(Fail::Handshake(_))
+        ));
+        let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(
+            parse_handshake(refused, key),
+            Err(Fail::Handshake(_))
+        ));
+    }
+
+    #[test]
+    fn relay_ids() {
+        assert_eq!(parse_id("12:34"), Some((12, 34)));
+        assert_eq!(parse_id("12"), None);
+        assert_eq!(parse_id("x:1"), None);
     }
 }
