@@ -1300,6 +1300,31 @@ fn parse_id(s: &str) -> Option<Id> {
 }
 
 impl ChatApp {
+    fn new(tag: u32, clients: usize, period: Option<u64>, start: u64) -> ChatApp {
+        ChatApp {
+            tag,
+            clients: vec![Client::default(); clients],
+            period,
+            timers: BinaryHeap::new(),
+            rng: Rng::new(),
+            scratch: Vec::with_capacity(128),
+            sending: true,
+            window: (u64::MAX, u64::MAX),
+            start,
+            paired_events: 0,
+            last_paired: start,
+            sent: 0,
+            delivered: 0,
+            counted: 0,
+            latency: Latency::new(),
+            waiting: 0,
+            left: 0,
+            rate_limited: 0,
+            other_errors: 0,
+            v: Violations::default(),
+        }
+    }
+
     fn me(&self, idx: usize) -> Id {
         (self.tag, idx as u32)
     }
@@ -1524,28 +1549,12 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
     let mut net = Net::new(target, a.clients, &a.net, 1 << 16).map_err(|e| e.to_string())?;
     let mut events = Events::with_capacity(4096);
     let start = now_ns();
-    let mut app = ChatApp {
-        tag: std::process::id(),
-        clients: vec![Client::default(); a.clients],
-        period: (!a.ping_pong).then(|| (NS as f64 / a.rate) as u64),
-        timers: BinaryHeap::new(),
-        rng: Rng::new(),
-        scratch: Vec::with_capacity(128),
-        sending: true,
-        window: (u64::MAX, u64::MAX),
+    let mut app = ChatApp::new(
+        std::process::id(),
+        a.clients,
+        (!a.ping_pong).then(|| (NS as f64 / a.rate) as u64),
         start,
-        paired_events: 0,
-        last_paired: start,
-        sent: 0,
-        delivered: 0,
-        counted: 0,
-        latency: Latency::new(),
-        waiting: 0,
-        left: 0,
-        rate_limited: 0,
-        other_errors: 0,
-        v: Violations::default(),
-    };
+    );
     // Connect and pair everyone (bounded), checking progress every 20 ms.
     let want = a.clients - a.clients % 2;
     let mut last_check = 0;
@@ -1718,5 +1727,95 @@ mod tests {
         assert_eq!(parse_id("12:34"), Some((12, 34)));
         assert_eq!(parse_id("12"), None);
         assert_eq!(parse_id("x:1"), None);
+    }
+
+    /// Connections without sockets: handlers only append to their `out`.
+    fn offline(n: usize) -> Conns {
+        let list = (0..n)
+            .map(|_| Conn {
+                stream: None,
+                phase: Phase::Open,
+                key: String::new(),
+                partial: Vec::new(),
+                out: Vec::new(),
+                out_pos: 0,
+                mask: [1, 2, 3, 4],
+                dirty: false,
+            })
+            .collect();
+        Conns {
+            list,
+            dirty: Vec::new(),
+        }
+    }
+
+    fn feed(app: &mut ChatApp, conns: &mut Conns, idx: usize, json: &str) {
+        app.message(conns, idx, &Message::Text(json.as_bytes()), 1000);
+    }
+
+    fn text(app: &mut ChatApp, conns: &mut Conns, idx: usize, text: &str) {
+        let json = format!(r#"{{"type":"message","text":"{text}"}}"#);
+        feed(app, conns, idx, &json);
+    }
+
+    /// Clients 0 and 1 of tag 7 paired, each knowing the other.
+    fn paired_pair() -> (ChatApp, Conns) {
+        let mut app = ChatApp::new(7, 4, Some(NS), 0);
+        let mut conns = offline(4);
+        for idx in 0..2 {
+            feed(
+                &mut app,
+                &mut conns,
+                idx,
+                r#"{"type":"waiting","online":2}"#,
+            );
+            feed(
+                &mut app,
+                &mut conns,
+                idx,
+                r#"{"type":"paired","common":[]}"#,
+            );
+        }
+        text(&mut app, &mut conns, 0, "h 7:1");
+        text(&mut app, &mut conns, 1, "h 7:0");
+        (app, conns)
+    }
+
+    #[test]
+    fn chat_checks_pass_a_clean_relay() {
+        let (mut app, mut conns) = paired_pair();
+        // Each paired client introduced itself on its own connection.
+        assert!(!conns.list[0].out.is_empty() && !conns.list[1].out.is_empty());
+        app.clients[1].seq_out = 2;
+        text(&mut app, &mut conns, 0, "m 7:1 0 900");
+        text(&mut app, &mut conns, 0, "m 7:1 1 950");
+        app.count_undelivered();
+        assert_eq!(app.v.total(), 0);
+        assert_eq!(app.delivered, 2);
+    }
+
+    #[test]
+    fn chat_checks_count_violations() {
+        let (mut app, mut conns) = paired_pair();
+        text(&mut app, &mut conns, 0, "m 7:2 0 900"); // not the partner
+        assert_eq!(app.v.misrouted, 1);
+        text(&mut app, &mut conns, 0, "m 7:1 0 900");
+        text(&mut app, &mut conns, 0, "m 7:1 2 900"); // 1 skipped
+        assert_eq!(app.v.missing, 1);
+        text(&mut app, &mut conns, 0, "m 7:1 1 900"); // late
+        assert_eq!((app.v.out_of_order, app.v.missing), (1, 0));
+        text(&mut app, &mut conns, 2, "m 7:3 0 900"); // never paired
+        assert_eq!(app.v.not_paired, 1);
+        feed(&mut app, &mut conns, 2, r#"{"type":"paired","common":[]}"#);
+        text(&mut app, &mut conns, 2, "h 7:0"); // 0 is with 1, not 2
+        assert_eq!(app.v.asymmetric, 1);
+        feed(&mut app, &mut conns, 2, r#"{"type":"paired","common":[]}"#);
+        assert_eq!(app.v.double_paired, 1);
+        feed(&mut app, &mut conns, 3, "not json");
+        assert_eq!(app.v.malformed, 1);
+        // 1 sent 5 messages; 0 got seqs 0..=2: two never arrived.
+        app.clients[1].seq_out = 5;
+        app.count_undelivered();
+        assert_eq!(app.v.missing, 2);
     }
 }
