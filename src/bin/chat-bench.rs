@@ -1663,6 +1663,9 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed stdout (`| head`), like other Unix tools.
+    // SAFETY: restoring the default disposition of one signal at start-up.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Echo(a) => run_echo(a),
