@@ -238,8 +238,21 @@ impl Server {
     }
 
     /// Reads until WouldBlock (or the per-turn budget), handing each chunk
-    /// to the connection's machine.
+    /// to the connection's machine, then writes what it owes at once.
+    ///
+    /// Flushing right after the read (uWebSockets' cork-then-uncork) means
+    /// the answers to one read leave in one `write` and its output buffer
+    /// goes straight back to the pool, so one buffer serves every echo or
+    /// HTTP connection of the turn. Output for other connections (a chat
+    /// partner) waits for the end of the turn.
     fn read_ready(&mut self, token: usize) {
+        self.read_some(token);
+        if self.core.conns.get(token).is_some_and(|c| c.dirty) {
+            self.core.flush(token);
+        }
+    }
+
+    fn read_some(&mut self, token: usize) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.core.conns.get_mut(token) else {
                 return;
