@@ -12,7 +12,7 @@ use std::time::Duration;
 /// and talk over WebSocket. Every option can also be set through the
 /// environment variable shown.
 #[derive(Parser, Debug)]
-#[command(name = "chat", version, about, long_about = None)]
+#[command(name = "chat", version, about, long_about = None, allow_negative_numbers = true)]
 struct Cli {
     /// Address to listen on (page at http://ADDR/, echo at ws://ADDR/echo).
     #[arg(long, env = "CHAT_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
