@@ -650,30 +650,24 @@ impl Core {
                 );
                 return false;
             }
-            Message::Text(payload) => {
-                self.totals.echo_messages += 1;
-                queue_frame(
-                    conn,
-                    token,
-                    &mut self.pool,
-                    &mut self.dirty,
-                    OpCode::Text,
-                    payload,
-                );
-            }
-            Message::Binary(payload) => {
-                self.totals.echo_messages += 1;
-                queue_frame(
-                    conn,
-                    token,
-                    &mut self.pool,
-                    &mut self.dirty,
-                    OpCode::Binary,
-                    payload,
-                );
-            }
+            Message::Text(payload) => self.echo(token, OpCode::Text, payload),
+            Message::Binary(payload) => self.echo(token, OpCode::Binary, payload),
         }
         true
+    }
+
+    fn echo(&mut self, token: usize, opcode: OpCode, payload: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(token) {
+            self.totals.echo_messages += 1;
+            queue_frame(
+                conn,
+                token,
+                &mut self.pool,
+                &mut self.dirty,
+                opcode,
+                payload,
+            );
+        }
     }
 
     fn on_eof(&mut self, token: usize) {
