@@ -72,6 +72,10 @@ struct Core {
     text: String,
     start: Instant,
     now_ms: u64,
+    /// A shutdown signal came: a connection that has said all it had to
+    /// (Draining, output flushed) is closed instead of waiting for the
+    /// peer's FIN.
+    shutting_down: bool,
 }
 
 impl Server {
@@ -109,6 +113,7 @@ impl Server {
                 text: String::new(),
                 start: Instant::now(),
                 now_ms: 0,
+                shutting_down: false,
             },
         })
     }
@@ -744,6 +749,7 @@ impl Core {
     /// Shutdown: every session gets close 1001; partners are not told that
     /// their stranger left, since they are going too.
     fn close_all_going_away(&mut self) {
+        self.shutting_down = true;
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for &t in &tokens {
             if let Some(conn) = self.conns.get_mut(t) {
@@ -760,7 +766,9 @@ impl Core {
                 }
                 State::Http if conn.out.is_empty() => self.close_now(t),
                 State::Http => self.start_draining(t),
-                State::AwaitingClose | State::Draining => {}
+                State::AwaitingClose => {}
+                // Flushed at the end of this turn, then closed.
+                State::Draining => self.start_draining(t),
             }
         }
     }
@@ -818,9 +826,16 @@ impl Core {
                     self.registry
                         .reregister(&mut conn.socket, Token(token), Interest::READABLE);
             }
-            if conn.state == State::Draining && !conn.write_shut {
-                conn.write_shut = true;
-                let _ = conn.socket.shutdown(Shutdown::Write);
+            if conn.state == State::Draining {
+                if !conn.write_shut {
+                    conn.write_shut = true;
+                    let _ = conn.socket.shutdown(Shutdown::Write);
+                }
+                if self.shutting_down {
+                    // The close handshake is done and our FIN is out:
+                    // nothing is left to wait for.
+                    self.close_now(token);
+                }
             }
             return;
         }
