@@ -598,6 +598,16 @@ fn descriptor_exhaustion_neither_spins_nor_drops_sessions() {
     for ws in &mut sessions {
         echo_ok(ws, "still here");
     }
+
+    // The log says so once, not at every retry.
+    let mut log = Vec::new();
+    assert!(wait_until(WAIT, || {
+        log.extend(server.log.try_iter());
+        log.iter().any(|l| l.contains("accepting again"))
+    }));
+    let warnings = log.iter().filter(|l| l.contains("accept: ")).count();
+    eprintln!("EMFILE: {warnings} accept warning(s); {:?}", log.last());
+    assert_eq!(warnings, 1, "{log:#?}");
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub struct Server {
     read_buf: Vec<u8>,
     core: Core,
     accept_paused_until: Option<u64>,
+    /// Accepts have been failing for lack of descriptors since this many
+    /// retries (0: they are not); only the first is logged as a warning.
+    accept_exhausted: u64,
     shutdown_deadline: Option<u64>,
 }
 
@@ -97,6 +100,7 @@ impl Server {
             ready: Vec::with_capacity(1024),
             read_buf: vec![0; READ_BUFFER],
             accept_paused_until: None,
+            accept_exhausted: 0,
             shutdown_deadline: None,
             core: Core {
                 conns: Slab::with_capacity(config.max_connections.min(1 << 20)),
@@ -227,11 +231,31 @@ impl Server {
         };
         loop {
             match listener.accept() {
-                Ok((socket, _addr)) => self.core.admit(socket),
+                Ok((socket, _addr)) => {
+                    if self.accept_exhausted > 0 {
+                        info!(
+                            "accepting again after {} retries",
+                            self.accept_exhausted - 1
+                        );
+                        self.accept_exhausted = 0;
+                    }
+                    self.core.admit(socket)
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
-                    warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF_MS} ms");
+                    // Retried every ACCEPT_BACKOFF_MS for as long as it
+                    // lasts: one warning, not ten a second.
+                    if self.accept_exhausted == 0 {
+                        warn!(
+                            "accept: {e} ({} connections open); retrying every \
+                             {ACCEPT_BACKOFF_MS} ms until descriptors free up",
+                            self.core.conns.len()
+                        );
+                    } else {
+                        debug!("accept: {e}");
+                    }
+                    self.accept_exhausted += 1;
                     self.accept_paused_until = Some(self.core.now_ms + ACCEPT_BACKOFF_MS);
                     return;
                 }
