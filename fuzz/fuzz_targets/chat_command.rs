@@ -59,7 +59,10 @@ impl Outbox for Recorder {
 }
 
 fn serde_json_valid(s: &str) -> bool {
-    matches!(serde_json::from_str::<serde_json::Value>(s), Ok(serde_json::Value::Object(_)))
+    matches!(
+        serde_json::from_str::<serde_json::Value>(s),
+        Ok(serde_json::Value::Object(_))
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +79,12 @@ struct Model {
 impl Model {
     /// Applies what one call sent. `sender` is the client whose text was
     /// handled (for relays and errors), `gone` one that just disconnected.
-    fn apply(&mut self, sent: &[(ClientId, Sent)], sender: Option<ClientId>, gone: Option<ClientId>) {
+    fn apply(
+        &mut self,
+        sent: &[(ClientId, Sent)],
+        sender: Option<ClientId>,
+        gone: Option<ClientId>,
+    ) {
         let mut pending_pair: Option<ClientId> = None;
         for (to, msg) in sent {
             let to = *to;
@@ -97,7 +105,11 @@ impl Model {
                     None => pending_pair = Some(to),
                     Some(x) => {
                         assert_ne!(x, to, "client {to} paired with itself");
-                        assert_eq!(self.clients.get(&x), Some(&St::Queued), "{x} paired while not queued");
+                        assert_eq!(
+                            self.clients.get(&x),
+                            Some(&St::Queued),
+                            "{x} paired while not queued"
+                        );
                         assert_eq!(st, St::Queued, "{to} paired while not queued");
                         self.clients.insert(x, St::Chatting(to));
                         self.clients.insert(to, St::Chatting(x));
@@ -106,7 +118,11 @@ impl Model {
                 Sent::Message | Sent::Typing => {
                     let from = sender.expect("relay outside on_text");
                     assert_ne!(from, to, "relayed to the sender");
-                    assert_eq!(st, St::Chatting(from), "relay to {to} who is not {from}'s partner");
+                    assert_eq!(
+                        st,
+                        St::Chatting(from),
+                        "relay to {to} who is not {from}'s partner"
+                    );
                 }
                 Sent::Left => {
                     let St::Chatting(partner) = st else {
@@ -139,7 +155,11 @@ impl Model {
         for (&id, st) in &self.clients {
             if let St::Chatting(p) = *st {
                 assert_ne!(p, id);
-                assert_eq!(self.clients.get(&p), Some(&St::Chatting(id)), "pair {id}/{p} not mutual");
+                assert_eq!(
+                    self.clients.get(&p),
+                    Some(&St::Chatting(id)),
+                    "pair {id}/{p} not mutual"
+                );
             }
         }
         assert_eq!(c.online, self.clients.len(), "online");
@@ -158,7 +178,10 @@ fn check_parse(bytes: &[u8]) {
         }
         Ok(ClientMsg::Interests { tags }) => {
             assert!(tags.len() <= MAX_TAGS);
-            assert!(tags.windows(2).all(|w| w[0] < w[1]), "tags not sorted/distinct");
+            assert!(
+                tags.windows(2).all(|w| w[0] < w[1]),
+                "tags not sorted/distinct"
+            );
             for t in &tags {
                 let n = t.chars().count();
                 assert!((1..=MAX_TAG_CHARS).contains(&n), "tag length {n}");
@@ -197,8 +220,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let wait = [0u64, 1, 100, 5000][usize::from(sel & 3)];
-    let mut pairing = Pairing::new(ChatConfig { interest_wait_ms: wait });
-    let mut model = Model { clients: BTreeMap::new() };
+    let mut pairing = Pairing::new(ChatConfig {
+        interest_wait_ms: wait,
+    });
+    let mut model = Model {
+        clients: BTreeMap::new(),
+    };
     let mut now: u64 = 0;
     let mut out = Recorder::default();
     let mut i = 0;
@@ -251,7 +278,10 @@ fuzz_target!(|data: &[u8]| {
                 let was = model.clients.remove(&id).is_some();
                 pairing.on_disconnect(id, now, &mut out);
                 if !was {
-                    assert!(out.0.is_empty(), "disconnect of a stranger id sent messages");
+                    assert!(
+                        out.0.is_empty(),
+                        "disconnect of a stranger id sent messages"
+                    );
                 }
                 (None, Some(id))
             }

@@ -22,9 +22,20 @@ fuzz_target!(|data: &[u8]| {
     match parse_request(buf, max_head) {
         Ok(Some(req)) => {
             let head_len = req.head_len;
-            assert!(head_len > 0 && head_len <= buf.len(), "head_len {head_len} of {}", buf.len());
-            assert!(head_len <= max_head, "head_len {head_len} over limit {max_head}");
-            assert!(!req.path.contains('?'), "path keeps its query: {:?}", req.path);
+            assert!(
+                head_len > 0 && head_len <= buf.len(),
+                "head_len {head_len} of {}",
+                buf.len()
+            );
+            assert!(
+                head_len <= max_head,
+                "head_len {head_len} over limit {max_head}"
+            );
+            assert!(
+                !req.path.contains('?'),
+                "path keeps its query: {:?}",
+                req.path
+            );
             assert!(req.minor_version <= 1);
             // The head alone parses the same.
             let alone = parse_request(&buf[..head_len], max_head);

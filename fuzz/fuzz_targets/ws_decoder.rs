@@ -94,7 +94,11 @@ fuzz_target!(|data: &[u8]| {
     let [sel, ncuts, rest @ ..] = data else {
         return;
     };
-    let role = if sel & 0x80 == 0 { Role::Server } else { Role::Client };
+    let role = if sel & 0x80 == 0 {
+        Role::Server
+    } else {
+        Role::Client
+    };
     let max = LIMITS[usize::from(sel & 7)];
     let ncuts = usize::from(ncuts & 7);
     if rest.len() < 2 * ncuts {
