@@ -51,6 +51,9 @@ pub struct Server {
     read_buf: Vec<u8>,
     core: Core,
     accept_paused_until: Option<u64>,
+    /// Accepts have been failing for lack of descriptors since this many
+    /// retries (0: they are not); only the first is logged as a warning.
+    accept_exhausted: u64,
     shutdown_deadline: Option<u64>,
 }
 
@@ -72,6 +75,10 @@ struct Core {
     text: String,
     start: Instant,
     now_ms: u64,
+    /// A shutdown signal came: a connection that has said all it had to
+    /// (Draining, output flushed) is closed instead of waiting for the
+    /// peer's FIN.
+    shutting_down: bool,
 }
 
 impl Server {
@@ -94,6 +101,7 @@ impl Server {
             ready: Vec::with_capacity(1024),
             read_buf: vec![0; READ_BUFFER],
             accept_paused_until: None,
+            accept_exhausted: 0,
             shutdown_deadline: None,
             core: Core {
                 conns: Slab::with_capacity(config.max_connections.min(1 << 20)),
@@ -110,6 +118,7 @@ impl Server {
                 text: String::new(),
                 start: Instant::now(),
                 now_ms: 0,
+                shutting_down: false,
             },
         })
     }
@@ -223,11 +232,31 @@ impl Server {
         };
         loop {
             match listener.accept() {
-                Ok((socket, _addr)) => self.core.admit(socket),
+                Ok((socket, _addr)) => {
+                    if self.accept_exhausted > 0 {
+                        info!(
+                            "accepting again after {} retries",
+                            self.accept_exhausted - 1
+                        );
+                        self.accept_exhausted = 0;
+                    }
+                    self.core.admit(socket)
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
-                    warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF_MS} ms");
+                    // Retried every ACCEPT_BACKOFF_MS for as long as it
+                    // lasts: one warning, not ten a second.
+                    if self.accept_exhausted == 0 {
+                        warn!(
+                            "accept: {e} ({} connections open); retrying every \
+                             {ACCEPT_BACKOFF_MS} ms until descriptors free up",
+                            self.core.conns.len()
+                        );
+                    } else {
+                        debug!("accept: {e}");
+                    }
+                    self.accept_exhausted += 1;
                     self.accept_paused_until = Some(self.core.now_ms + ACCEPT_BACKOFF_MS);
                     return;
                 }
@@ -752,6 +781,7 @@ impl Core {
     /// Shutdown: every session gets close 1001; partners are not told that
     /// their stranger left, since they are going too.
     fn close_all_going_away(&mut self) {
+        self.shutting_down = true;
         let tokens: Vec<usize> = self.conns.iter().map(|(t, _)| t).collect();
         for &t in &tokens {
             if let Some(conn) = self.conns.get_mut(t) {
@@ -768,7 +798,9 @@ impl Core {
                 }
                 State::Http if conn.out.is_empty() => self.close_now(t),
                 State::Http => self.start_draining(t),
-                State::AwaitingClose | State::Draining => {}
+                State::AwaitingClose => {}
+                // Flushed at the end of this turn, then closed.
+                State::Draining => self.start_draining(t),
             }
         }
     }
@@ -826,9 +858,16 @@ impl Core {
                     self.registry
                         .reregister(&mut conn.socket, Token(token), Interest::READABLE);
             }
-            if conn.state == State::Draining && !conn.write_shut {
-                conn.write_shut = true;
-                let _ = conn.socket.shutdown(Shutdown::Write);
+            if conn.state == State::Draining {
+                if !conn.write_shut {
+                    conn.write_shut = true;
+                    let _ = conn.socket.shutdown(Shutdown::Write);
+                }
+                if self.shutting_down {
+                    // The close handshake is done and our FIN is out:
+                    // nothing is left to wait for.
+                    self.close_now(token);
+                }
             }
             return;
         }

@@ -1109,6 +1109,141 @@ mod tests {
         (out, evs)
     }
 
+    /// One frame shape: a data message (text or binary, in one frame or
+    /// two fragments) or a control frame, with a payload length class that
+    /// decides the header's length encoding.
+    #[derive(Clone, Debug)]
+    enum Shape {
+        Data {
+            text: bool,
+            /// 0: 7-bit length, 1: 16-bit, 2: 64-bit.
+            class: u8,
+            len_seed: u32,
+            fragmented: bool,
+        },
+        Control {
+            ping: bool,
+            len: usize,
+        },
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            3 => (any::<bool>(), 0u8..3, any::<u32>(), any::<bool>()).prop_map(
+                |(text, class, len_seed, fragmented)| Shape::Data { text, class, len_seed, fragmented }
+            ),
+            1 => (any::<bool>(), 0usize..=125).prop_map(|(ping, len)| Shape::Control { ping, len }),
+        ]
+    }
+
+    /// Encodes shapes with the encoder (`write_raw_frame` masked for the
+    /// server role, `write_frame`/unmasked for the client role) and a final
+    /// close frame via `write_close` (client role) or masked raw bytes.
+    fn encode_shapes(
+        shapes: &[Shape],
+        role: Role,
+        mask: [u8; 4],
+        close_code: u16,
+        reason: &str,
+    ) -> (Vec<u8>, Vec<Ev>) {
+        let m = (role == Role::Server).then_some(mask);
+        let mut out = Vec::new();
+        let mut evs = Vec::new();
+        for (k, sh) in shapes.iter().enumerate() {
+            match *sh {
+                Shape::Data {
+                    text,
+                    class,
+                    len_seed,
+                    fragmented,
+                } => {
+                    let len = match class {
+                        0 => len_seed as usize % 126,
+                        1 => 126 + len_seed as usize % (65_536 - 126),
+                        // +4: a text payload cut back to a char boundary
+                        // still needs the 64-bit length.
+                        _ => 65_540 + len_seed as usize % 4_000,
+                    };
+                    let payload: Vec<u8> = if text {
+                        // Multi-byte characters (so fragments split them),
+                        // cut back to a char boundary at or below `len`.
+                        let mut t: String = "añ€😀".chars().cycle().take(len).collect();
+                        let mut end = len.min(t.len());
+                        while !t.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        t.truncate(end);
+                        t.into_bytes()
+                    } else {
+                        (0..len).map(|i| (i * 31 + k) as u8).collect()
+                    };
+                    let op = if text { OpCode::Text } else { OpCode::Binary };
+                    if fragmented {
+                        let cut = payload.len() / 3;
+                        write_raw_frame(&mut out, op, false, &payload[..cut], m);
+                        write_raw_frame(&mut out, OpCode::Continuation, true, &payload[cut..], m);
+                    } else if m.is_none() {
+                        crate::ws::encode::write_frame(&mut out, op, &payload);
+                    } else {
+                        write_raw_frame(&mut out, op, true, &payload, m);
+                    }
+                    evs.push(if text {
+                        Ev::Text(payload)
+                    } else {
+                        Ev::Binary(payload)
+                    });
+                }
+                Shape::Control { ping, len } => {
+                    let payload: Vec<u8> = (0..len).map(|i| (i + k) as u8).collect();
+                    let op = if ping { OpCode::Ping } else { OpCode::Pong };
+                    write_raw_frame(&mut out, op, true, &payload, m);
+                    evs.push(if ping {
+                        Ev::Ping(payload)
+                    } else {
+                        Ev::Pong(payload)
+                    });
+                }
+            }
+        }
+        let reason = crate::ws::encode::truncate_reason(reason);
+        if m.is_none() {
+            crate::ws::encode::write_close(&mut out, close_code, reason);
+        } else {
+            write_raw_frame(
+                &mut out,
+                OpCode::Close,
+                true,
+                &close_payload(close_code, reason.as_bytes()),
+                m,
+            );
+        }
+        evs.push(Ev::Close(Some(close_code), reason.to_string()));
+        (out, evs)
+    }
+
+    fn valid_close_code() -> impl Strategy<Value = u16> {
+        prop_oneof![1000u16..=1003, 1007u16..=1014, 3000u16..=4999]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every frame shape (each opcode, fragmented or not, 7/16/64-bit
+        /// lengths, masked and unmasked, any valid close code and reason)
+        /// survives encode → decode, whole and split at any offsets.
+        #[test]
+        fn prop_every_frame_shape_round_trips(shapes in proptest::collection::vec(shape(), 0..4),
+                                              server in any::<bool>(), mask in any::<[u8; 4]>(),
+                                              code in valid_close_code(), reason in ".{0,60}",
+                                              cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..4)) {
+            let role = if server { Role::Server } else { Role::Client };
+            let (bytes, want) = encode_shapes(&shapes, role, mask, code, &reason);
+            prop_assert_eq!(decode_all(role, MAX, &bytes), (want.clone(), 0));
+            let cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            prop_assert_eq!(decode_cuts(role, MAX, &bytes, &cuts), (want, 0));
+        }
+    }
+
     proptest! {
         #[test]
         fn prop_round_trip(items in proptest::collection::vec(item(), 0..6), seed in any::<u32>(), close in any::<bool>()) {

@@ -25,8 +25,8 @@ impl ServerProcess {
         Self::start_with(args, |_| {})
     }
 
-    // The child is killed and reaped by `Drop` once wrapped; before that a
-    // failing test aborts anyway.
+    // The child is killed and waited for in `Drop`; only a start that
+    // fails (and panics the test) leaves it to the test process's exit.
     #[allow(clippy::zombie_processes)]
     pub fn start_with(args: &[&str], setup: impl FnOnce(&mut Command)) -> ServerProcess {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat"));
