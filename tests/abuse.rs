@@ -441,6 +441,71 @@ fn slow_echo_reader_is_closed_and_memory_stays_bounded() {
     echo_ok(&mut bystander, "still fine");
 }
 
+/// The chat variant: a stranger who never reads, whose partner floods.
+/// The rate limit is raised so the flood fills the reader's kernel buffers
+/// and then its 1 MiB output cap within seconds (at the default 10/s it
+/// would take minutes).
+#[test]
+fn slow_chat_reader_is_closed_and_its_partner_told() {
+    let _g = one_at_a_time();
+    let server = ServerProcess::start(&["--rate-limit", "100000"]);
+    let pid = server.pid();
+    let (mut c, mut d) = chat_pair(server.addr);
+    let before = rss_kib(pid);
+
+    // The reader connects first and waits; the flooder takes it.
+    let mut reader = ws_on(small_rcvbuf_connect(server.addr), "/");
+    assert_eq!(reader.recv_json()["type"], "waiting");
+    let mut flooder = Ws::connect(server.addr, "/");
+    assert_eq!(flooder.recv_json()["type"], "waiting");
+    assert_eq!(flooder.recv_json()["type"], "paired");
+    let text = "y".repeat(4000);
+    let frame = frame_bytes(
+        true,
+        1,
+        json!({"type":"message","text":text}).to_string().as_bytes(),
+        Some([1, 2, 3, 4]),
+    );
+    let mut sent = 0usize;
+    let mut during = before;
+    while metric(server.addr, "chat_slow_readers_closed_total") == 0 {
+        assert!(
+            sent < 64 * 1024 * 1024,
+            "no slow reader closed after {sent} bytes"
+        );
+        for _ in 0..16 {
+            flooder.send_raw(&frame);
+            sent += frame.len();
+        }
+        during = during.max(rss_kib(pid));
+    }
+    // The flooder hears that its stranger left; other pairs never waited.
+    assert_eq!(
+        flooder.recv_json(),
+        json!({"type":"left","reason":"disconnected"})
+    );
+    c.send_json(json!({"type":"message","text":"unaffected"}));
+    assert_eq!(d.recv_json()["text"], "unaffected");
+    // The reader, reading at last, finds the messages it was owed, then 1008.
+    let mut owed = 0;
+    let code = loop {
+        let f = reader.try_recv(WAIT).expect("no close frame");
+        match f.opcode {
+            1 => owed += 1,
+            8 => break f.close_code(),
+            op => panic!("unexpected opcode {op}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+    let after = rss_kib(pid);
+    eprintln!(
+        "slow chat reader: partner sent {} KiB, {owed} messages owed; server VmRSS before \
+         {before} KiB, peak during {during} KiB, after {after} KiB",
+        sent / 1024
+    );
+    assert!(during < before + 64 * 1024, "RSS grew by over 64 MiB");
+}
+
 #[test]
 fn dropped_connections_mid_handshake_and_mid_frame_leave_the_server_serving() {
     let _g = one_at_a_time();

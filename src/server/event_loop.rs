@@ -68,6 +68,8 @@ struct Core {
     wheel: TimerWheel,
     fired: Vec<(usize, u32)>,
     dirty: Vec<usize>,
+    /// The batch `flush_dirty` is working through; reused.
+    flushing: Vec<usize>,
     read_again: Vec<usize>,
     totals: Totals,
     /// Reused for building JSON and pages.
@@ -112,6 +114,7 @@ impl Server {
                 wheel: TimerWheel::new(),
                 fired: Vec::new(),
                 dirty: Vec::new(),
+                flushing: Vec::new(),
                 read_again: Vec::new(),
                 totals: Totals::default(),
                 scratch: Vec::new(),
@@ -270,15 +273,14 @@ impl Server {
     /// to the connection's machine, then writes what it owes at once.
     ///
     /// Flushing right after the read (uWebSockets' cork-then-uncork) means
-    /// the answers to one read leave in one `write` and its output buffer
+    /// the answers to one read leave in one `write` and the output buffer
     /// goes straight back to the pool, so one buffer serves every echo or
-    /// HTTP connection of the turn. Output for other connections (a chat
-    /// partner) waits for the end of the turn.
+    /// HTTP connection of the turn. A chat partner's messages go out at the
+    /// same moment rather than at the end of the turn: waiting behind every
+    /// other event of a busy turn is what made relay latency's tail.
     fn read_ready(&mut self, token: usize) {
         self.read_some(token);
-        if self.core.conns.get(token).is_some_and(|c| c.dirty) {
-            self.core.flush(token);
-        }
+        self.core.flush_dirty();
     }
 
     fn read_some(&mut self, token: usize) {
@@ -807,22 +809,19 @@ impl Core {
 
     // ---- output ----------------------------------------------------
 
+    /// Flushes every connection marked dirty. Flushing can fail a slow
+    /// reader, which queues a close frame for it and a `left` for its
+    /// partner, so this goes on until nothing is dirty (a connection fails
+    /// only once, so it ends).
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for &token in &dirty {
-            self.flush(token);
-        }
-        dirty.clear();
-        // Flushing may have failed slow readers, queueing close frames.
-        dirty.append(&mut self.dirty);
-        self.dirty = dirty;
-        if !self.dirty.is_empty() {
-            let again = std::mem::take(&mut self.dirty);
-            for &token in &again {
-                self.flush(token);
+        while !self.dirty.is_empty() {
+            std::mem::swap(&mut self.dirty, &mut self.flushing);
+            for i in 0..self.flushing.len() {
+                if let Some(&token) = self.flushing.get(i) {
+                    self.flush(token);
+                }
             }
-            self.dirty = again;
-            self.dirty.clear();
+            self.flushing.clear();
         }
     }
 
