@@ -4,6 +4,7 @@
 
 mod common;
 use common::*;
+use std::io::Write;
 use std::time::Duration;
 
 #[test]
@@ -174,5 +175,23 @@ fn idle_connections_are_pinged_then_closed() {
         let ping = alive.recv();
         assert_eq!(ping.opcode, 9);
         alive.send_frame(true, 10, &ping.payload);
+    }
+}
+
+#[test]
+fn a_message_larger_than_one_turns_read_budget_comes_back_whole() {
+    // 6 MiB takes several loop turns (each reads at most 1 MiB from one
+    // connection before others get their go), with nothing sent after it.
+    let server = ServerProcess::start(&["--max-message-size", "8388608"]);
+    for _ in 0..3 {
+        let mut ws = Ws::connect(server.addr, "/echo");
+        let payload: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let frame = frame_bytes(true, 2, &payload, Some([7, 7, 7, 7]));
+        let mut writer = ws.stream.try_clone().unwrap();
+        let sender = std::thread::spawn(move || writer.write_all(&frame).unwrap());
+        let f = ws.recv();
+        sender.join().unwrap();
+        assert_eq!(f.opcode, 2);
+        assert!(f.payload == payload, "echo differs");
     }
 }

@@ -48,6 +48,8 @@ pub struct Server {
     events: Events,
     /// (token, readable, writable) of this turn's events; reused.
     ready: Vec<(Token, bool, bool)>,
+    /// The other half of `Core::read_again`, swapped in each turn.
+    read_again_spare: Vec<usize>,
     read_buf: Vec<u8>,
     core: Core,
     accept_paused_until: Option<u64>,
@@ -101,6 +103,7 @@ impl Server {
             signals: None,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
+            read_again_spare: Vec::new(),
             read_buf: vec![0; READ_BUFFER],
             accept_paused_until: None,
             accept_exhausted: 0,
@@ -170,12 +173,16 @@ impl Server {
     }
 
     fn turn(&mut self) {
-        let again = std::mem::take(&mut self.core.read_again);
+        // Connections that used up their read budget last turn read again
+        // first. Those that use it up again are queued anew in the (empty)
+        // list swapped in, so none is forgotten.
+        let spare = std::mem::take(&mut self.read_again_spare);
+        let mut again = std::mem::replace(&mut self.core.read_again, spare);
         for &token in &again {
             self.read_ready(token);
         }
-        self.core.read_again = again;
-        self.core.read_again.clear();
+        again.clear();
+        self.read_again_spare = again;
         // `events` is borrowed while handlers need `self`: copy the few
         // bits we need into a reused list first.
         let mut ready = std::mem::take(&mut self.ready);
