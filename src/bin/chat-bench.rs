@@ -14,6 +14,16 @@
 //!   → pairs/s, msgs/s, relay latency, and counted correctness violations.
 //!   The tool owns both ends of every pair, so each message carries its
 //!   sender, a sequence number and a send timestamp, checked on arrival.
+//!   Relay latency is reported twice: to the moment the relayed bytes
+//!   reached the receiving socket (the kernel's `SO_TIMESTAMPNS` stamp: the
+//!   server's part, free of this tool's own wake-up delay) and to the moment
+//!   the receiving client's handler saw it. Paced sends use a `timerfd`, so
+//!   "1 msg/s per client" is spread evenly rather than released in bursts on
+//!   epoll's millisecond ticks.
+//!
+//! `echo` and `chat` also report the host's steal time per CPU during the
+//! run: on a virtual machine, time the host withholds from a vCPU shows up
+//! directly as a millisecond latency tail, whatever the server does.
 //!
 //! Every run is bounded in time and only loopback targets are accepted.
 //! Human-readable lines go to stdout, and the last line is one JSON object
@@ -151,6 +161,77 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * NS + ts.tv_nsec as u64
 }
 
+/// CLOCK_REALTIME in nanoseconds: the clock of the kernel's receive
+/// timestamps (`SO_TIMESTAMPNS`), so chat relay stamps use it. Intervals of a
+/// few milliseconds measured on it are off by at most NTP's slew (≤ 500 ppm).
+fn wall_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * NS + ts.tv_nsec as u64
+}
+
+/// Asks the kernel to stamp every received segment with the time it reached
+/// the socket (`SO_TIMESTAMPNS`, CLOCK_REALTIME).
+fn enable_rx_timestamps(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `read` through `recvmsg`, also returning the kernel's receive timestamp of
+/// the data read (0 when the kernel gave none).
+fn recv_stamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for a few control messages; u64 keeps it aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg points at our iovec and control buffer, both live and sized.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = 0;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
+    // bounded by msg_controllen; the timespec is read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                stamp = ts.tv_sec as u64 * NS + ts.tv_nsec as u64;
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
 fn secs_to_ns(s: f64) -> u64 {
     (s.max(0.0) * NS as f64) as u64
 }
@@ -217,6 +298,132 @@ fn rss_bytes(pid: u32) -> Result<u64, String> {
         .parse()
         .map_err(|e| format!("{path}: VmRSS: {e}"))?;
     Ok(kb * 1024)
+}
+
+/// A `timerfd` on CLOCK_MONOTONIC, polled like a socket: epoll's own
+/// timeout has millisecond granularity, which would send a client's
+/// "1 msg/s" in bursts of everything due within the same millisecond.
+struct PreciseTimer {
+    fd: std::os::fd::OwnedFd,
+    /// The deadline the timer is armed for (0: disarmed).
+    armed_for: u64,
+}
+
+/// The token of the [`PreciseTimer`] (connections use their index).
+const TIMER: Token = Token(usize::MAX - 1);
+
+impl PreciseTimer {
+    fn new(registry: &mio::Registry) -> io::Result<PreciseTimer> {
+        // SAFETY: timerfd_create has no memory arguments.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: raw is a fresh descriptor that nothing else owns.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        registry.register(&mut mio::unix::SourceFd(&raw), TIMER, Interest::READABLE)?;
+        Ok(PreciseTimer { fd, armed_for: 0 })
+    }
+
+    /// Arms the timer for the absolute CLOCK_MONOTONIC time `at_ns`.
+    fn arm(&mut self, at_ns: u64) {
+        if at_ns == self.armed_for {
+            return;
+        }
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (at_ns / NS) as libc::time_t,
+                tv_nsec: (at_ns % NS).max(1) as libc::c_long,
+            },
+        };
+        // SAFETY: the fd is ours and spec lives across the call.
+        let rc = unsafe {
+            libc::timerfd_settime(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        self.armed_for = if rc == 0 { at_ns } else { 0 };
+    }
+
+    /// Consumes the expiry count so the next expiry raises a new edge.
+    fn acknowledge(&mut self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into our buffer.
+        unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                count.as_mut_ptr() as *mut libc::c_void,
+                count.len(),
+            )
+        };
+        self.armed_for = 0;
+    }
+}
+
+/// Per-CPU time counters from `/proc/stat`, to report how much of a run the
+/// host took away (steal): on a virtual machine that, not the server, is
+/// what a millisecond latency tail usually is.
+struct CpuTimes(Vec<(String, u64, u64)>);
+
+impl CpuTimes {
+    /// (name, all ticks, steal ticks) per CPU; empty where /proc is absent.
+    fn sample() -> CpuTimes {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpus = text
+            .lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let name = f.next()?.to_string();
+                let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+                // user nice system idle iowait irq softirq steal [guest...]
+                let all = v.iter().take(8).sum();
+                Some((name, all, *v.get(7)?))
+            })
+            .collect();
+        CpuTimes(cpus)
+    }
+
+    /// Steal as a percentage of each CPU's time since `before`.
+    fn steal_since(&self, before: &CpuTimes) -> Vec<(String, f64)> {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .map(|((name, all, steal), (_, all0, steal0))| {
+                let d = all.saturating_sub(*all0).max(1);
+                (
+                    name.clone(),
+                    round2(100.0 * steal.saturating_sub(*steal0) as f64 / d as f64),
+                )
+            })
+            .collect()
+    }
+}
+
+/// "cpu0 0.4 %, cpu1 1.2 %" and the same as JSON.
+fn steal_report(steal: &[(String, f64)]) -> (String, serde_json::Value) {
+    let line = steal
+        .iter()
+        .map(|(n, p)| format!("{n} {p:.1} %"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let json = steal
+        .iter()
+        .map(|(n, p)| (n.clone(), json!(p)))
+        .collect::<serde_json::Map<_, _>>();
+    (line, serde_json::Value::Object(json))
 }
 
 /// A `ws://` URL on a loopback address.
@@ -355,6 +562,9 @@ struct Conn {
 struct Conns {
     list: Vec<Conn>,
     dirty: Vec<usize>,
+    /// Kernel receive time (CLOCK_REALTIME ns) of the bytes whose messages
+    /// are being handled, when `Net::rx_timestamps` is on; else 0.
+    rx_stamp: u64,
 }
 
 impl Conns {
@@ -371,6 +581,29 @@ impl Conns {
     fn send(&mut self, idx: usize, op: OpCode, payload: &[u8]) {
         let mask = self.list[idx].mask;
         encode::write_masked_frame(self.out(idx), op, payload, mask);
+    }
+
+    /// Writes what `idx` owes right now instead of at the end of the turn,
+    /// so a timestamp taken just before is the time the bytes left. Whatever
+    /// cannot go now (would block, or a fault) stays for the turn's flush,
+    /// which also reports faults.
+    fn write_now(&mut self, idx: usize) {
+        let c = &mut self.list[idx];
+        if c.phase != Phase::Open {
+            return;
+        }
+        let Some(stream) = c.stream.as_mut() else {
+            return;
+        };
+        while c.out_pos < c.out.len() {
+            match stream.write(&c.out[c.out_pos..]) {
+                Ok(n) if n > 0 => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
+        }
+        c.out.clear();
+        c.out_pos = 0;
     }
 
     fn mask(&self, idx: usize) -> [u8; 4] {
@@ -464,6 +697,11 @@ struct Net {
     sources: u8,
     rng: Rng,
     stats: NetStats,
+    /// Read through `recvmsg` with `SO_TIMESTAMPNS` (chat relay latency).
+    rx_timestamps: bool,
+    /// Handler timers to the microsecond (chat's paced sends); without it
+    /// they ride on epoll's millisecond timeout.
+    timer: Option<PreciseTimer>,
 }
 
 impl Net {
@@ -488,7 +726,10 @@ impl Net {
             conns: Conns {
                 list,
                 dirty: Vec::new(),
+                rx_stamp: 0,
             },
+            rx_timestamps: false,
+            timer: None,
             decoders: (0..n)
                 .map(|_| Decoder::new(Role::Client, max_message))
                 .collect(),
@@ -545,6 +786,9 @@ impl Net {
                 socket.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
             }
         }
+        if self.rx_timestamps {
+            enable_rx_timestamps(std::os::fd::AsRawFd::as_raw_fd(&socket))?;
+        }
         match socket.connect(&SockAddr::from(addr)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -589,7 +833,10 @@ impl Net {
         self.pump_connects();
         let mut wait = max_wait;
         if let Some(t) = app.next_timer() {
-            wait = wait.min(Duration::from_nanos(t.saturating_sub(now_ns())));
+            match self.timer.as_mut() {
+                Some(timer) => timer.arm(t),
+                None => wait = wait.min(Duration::from_nanos(t.saturating_sub(now_ns()))),
+            }
         }
         if let Err(e) = self.poll.poll(events, Some(wait)) {
             if e.kind() != io::ErrorKind::Interrupted {
@@ -599,6 +846,12 @@ impl Net {
         }
         let now = now_ns();
         for ev in events.iter() {
+            if ev.token() == TIMER {
+                if let Some(timer) = self.timer.as_mut() {
+                    timer.acknowledge();
+                }
+                continue;
+            }
             let idx = ev.token().0;
             let phase = self.conns.list[idx].phase;
             let result = match phase {
@@ -667,6 +920,7 @@ impl Net {
             messages,
             in_progress,
             stats,
+            rx_timestamps,
             ..
         } = self;
         loop {
@@ -680,7 +934,19 @@ impl Net {
             let mut more = false;
             let mut eof = false;
             loop {
-                match stream.read(&mut buf[len..]) {
+                let got = if *rx_timestamps {
+                    recv_stamped(std::os::fd::AsRawFd::as_raw_fd(&*stream), &mut buf[len..]).map(
+                        |(n, stamp)| {
+                            if n > 0 {
+                                conns.rx_stamp = stamp;
+                            }
+                            n
+                        },
+                    )
+                } else {
+                    stream.read(&mut buf[len..])
+                };
+                match got {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -1074,13 +1340,16 @@ fn run_echo(a: EchoArgs) -> Result<serde_json::Value, String> {
     let start = now_ns() + secs_to_ns(a.warmup);
     let end = start + secs_to_ns(a.duration);
     app.window = (start, end);
+    let cpu_before = CpuTimes::sample();
     net.run_until(&mut events, &mut app, end, |_, _| false);
+    let (steal_line, steal_json) = steal_report(&CpuTimes::sample().steal_since(&cpu_before));
     app.sending = false;
     let secs = (end - start) as f64 / NS as f64;
     net.close_all(&mut events, &mut app, Duration::from_secs(1));
     let rate = app.counted as f64 / secs;
     println!("msgs/s: {rate:.0} ({} echoes in {secs:.1} s)", app.counted);
     println!("latency: {}", app.latency.line());
+    println!("host steal during the load: {steal_line}");
     println!(
         "{}; mismatched echoes {}, unexpected messages {}",
         net.stats.line(),
@@ -1098,6 +1367,7 @@ fn run_echo(a: EchoArgs) -> Result<serde_json::Value, String> {
         "msgs": app.counted,
         "msgs_per_sec": rate.round(),
         "latency_us": app.latency.json(),
+        "steal_pct": steal_json,
         "errors": net.stats.errors() + app.mismatched + app.unexpected,
         "mismatched": app.mismatched,
         "unexpected": app.unexpected,
@@ -1286,7 +1556,17 @@ struct ChatApp {
     sent: u64,
     delivered: u64,
     counted: u64,
+    /// Send → the receiving client's handler (includes this tool's wake-up).
     latency: Latency,
+    /// Send → the bytes' arrival in the receiving socket (kernel timestamp):
+    /// the relay itself, without this tool's own scheduling delay.
+    socket_latency: Latency,
+    /// Wall clock at the start of the measured window.
+    window_wall: u64,
+    /// Counted messages without a kernel receive timestamp.
+    stamps_missing: u64,
+    /// Kernel timestamps outside [send, handled]: the stamp is not trusted.
+    stamps_inconsistent: u64,
     waiting: u64,
     left: u64,
     rate_limited: u64,
@@ -1317,6 +1597,10 @@ impl ChatApp {
             delivered: 0,
             counted: 0,
             latency: Latency::new(),
+            socket_latency: Latency::new(),
+            window_wall: u64::MAX,
+            stamps_missing: 0,
+            stamps_inconsistent: 0,
             waiting: 0,
             left: 0,
             rate_limited: 0,
@@ -1335,17 +1619,21 @@ impl ChatApp {
         conns.send(idx, OpCode::Text, &self.scratch);
     }
 
-    fn send_relay(&mut self, conns: &mut Conns, idx: usize, now: u64) {
+    /// Sends the next numbered message, stamped with the wall clock and
+    /// written at once: the stamp is when the bytes left this process.
+    fn send_relay(&mut self, conns: &mut Conns, idx: usize) {
         let c = &mut self.clients[idx];
         let seq = c.seq_out;
         c.seq_out += 1;
         self.sent += 1;
         let tag = self.tag;
+        let stamp = wall_ns();
         self.send_json(
             conns,
             idx,
-            format_args!(r#"{{"type":"message","text":"m {tag}:{idx} {seq} {now}"}}"#),
+            format_args!(r#"{{"type":"message","text":"m {tag}:{idx} {seq} {stamp}"}}"#),
         );
+        conns.write_now(idx);
     }
 
     fn on_relay_text(&mut self, conns: &mut Conns, idx: usize, text: &str, now: u64) {
@@ -1381,7 +1669,7 @@ impl ChatApp {
                         let first = now + self.rng.next() % p.max(1);
                         self.timers.push(Reverse((first, idx as u32)));
                     }
-                    None if me < from => self.send_relay(conns, idx, now),
+                    None if me < from => self.send_relay(conns, idx),
                     None => {}
                 }
             }
@@ -1406,15 +1694,32 @@ impl ChatApp {
                 }
                 if now >= self.window.0 && now < self.window.1 {
                     self.counted += 1;
-                    if ts >= self.window.0 {
-                        self.latency.record(now.saturating_sub(ts));
-                    }
+                    self.record_latency(ts, conns.rx_stamp);
                 }
                 if self.period.is_none() && self.sending {
-                    self.send_relay(conns, idx, now);
+                    self.send_relay(conns, idx);
                 }
             }
             _ => self.v.malformed += 1,
+        }
+    }
+
+    /// Relay latency of a message stamped `sent` (wall clock): to its arrival
+    /// in the receiving socket (`rx_stamp`, the kernel's receive time) and to
+    /// this handler. Messages sent before the window (`window_wall`) are
+    /// not counted.
+    fn record_latency(&mut self, sent: u64, rx_stamp: u64) {
+        if sent < self.window_wall {
+            return;
+        }
+        let handled = wall_ns();
+        self.latency.record(handled.saturating_sub(sent));
+        if rx_stamp == 0 {
+            self.stamps_missing += 1;
+        } else if rx_stamp < sent || rx_stamp > handled {
+            self.stamps_inconsistent += 1;
+        } else {
+            self.socket_latency.record(rx_stamp - sent);
         }
     }
 
@@ -1526,7 +1831,7 @@ impl Handler for ChatApp {
             if !self.sending || c.lost || c.partner.is_none() || !conns.is_open(idx) {
                 continue;
             }
-            self.send_relay(conns, idx, now);
+            self.send_relay(conns, idx);
             if let Some(p) = self.period {
                 self.timers.push(Reverse((t + p, idx as u32)));
             }
@@ -1547,6 +1852,10 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
         return Err("--rate must be positive (or use --ping-pong)".into());
     }
     let mut net = Net::new(target, a.clients, &a.net, 1 << 16).map_err(|e| e.to_string())?;
+    net.rx_timestamps = true;
+    if !a.ping_pong {
+        net.timer = Some(PreciseTimer::new(net.poll.registry()).map_err(|e| e.to_string())?);
+    }
     let mut events = Events::with_capacity(4096);
     let start = now_ns();
     let mut app = ChatApp::new(
@@ -1596,7 +1905,10 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
     let ws = now_ns();
     let we = ws + secs_to_ns(a.duration);
     app.window = (ws, we);
+    app.window_wall = wall_ns();
+    let cpu_before = CpuTimes::sample();
     net.run_until(&mut events, &mut app, we, |_, _| false);
+    let (steal_line, steal_json) = steal_report(&CpuTimes::sample().steal_since(&cpu_before));
     app.sending = false;
     // Drain: wait (bounded) for every message sent to arrive.
     net.run_until(&mut events, &mut app, now_ns() + 2 * NS, |_, app| {
@@ -1610,7 +1922,21 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
         "relayed msgs/s: {rate:.0} ({} in {secs:.1} s; {} sent, {} delivered in all)",
         app.counted, app.sent, app.delivered
     );
-    println!("relay latency: {}", app.latency.line());
+    println!(
+        "relay latency, send → receiving socket (kernel timestamp): {}",
+        app.socket_latency.line()
+    );
+    println!(
+        "relay latency, send → receiving client handler: {}",
+        app.latency.line()
+    );
+    println!("host steal during the window: {steal_line}");
+    if app.stamps_missing + app.stamps_inconsistent > 0 {
+        println!(
+            "receive timestamps: {} missing, {} inconsistent (those messages are not in the socket figures)",
+            app.stamps_missing, app.stamps_inconsistent
+        );
+    }
     let v = &app.v;
     println!(
         "violations: {} (misrouted {}, asymmetric pairs {}, out of order {}, missing {}, \
@@ -1644,6 +1970,10 @@ fn run_chat(a: ChatArgs) -> Result<serde_json::Value, String> {
         "msgs": app.counted,
         "msgs_per_sec": rate.round(),
         "latency_us": app.latency.json(),
+        "socket_latency_us": app.socket_latency.json(),
+        "steal_pct": steal_json,
+        "rx_stamps_missing": app.stamps_missing,
+        "rx_stamps_inconsistent": app.stamps_inconsistent,
         "violations": v.total(),
         "violation_kinds": {
             "misrouted": v.misrouted,
@@ -1688,6 +2018,59 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_receive_stamps_fall_between_send_and_read() {
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sender = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (receiver, _) = listener.accept().unwrap();
+        enable_rx_timestamps(receiver.as_raw_fd()).unwrap();
+        let before = wall_ns();
+        sender.write_all(b"stamped").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, stamp) = recv_stamped(receiver.as_raw_fd(), &mut buf).unwrap();
+        let after = wall_ns();
+        assert_eq!(&buf[..n], b"stamped");
+        assert!(
+            before <= stamp && stamp <= after,
+            "{before} {stamp} {after}"
+        );
+    }
+
+    #[test]
+    fn precise_timer_wakes_poll_at_its_deadline() {
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut timer = PreciseTimer::new(poll.registry()).unwrap();
+        let at = now_ns() + 2_000_000;
+        timer.arm(at);
+        // Bounded: the wait gives up after 5 s, far beyond the 2 ms asked.
+        let limit = now_ns() + 5 * NS;
+        let mut fired = false;
+        while !fired && now_ns() < limit {
+            poll.poll(&mut events, Some(Duration::from_secs(5)))
+                .unwrap();
+            fired = events.iter().any(|e| e.token() == TIMER);
+        }
+        assert!(fired);
+        assert!(now_ns() >= at);
+        timer.acknowledge();
+        assert_eq!(timer.armed_for, 0);
+    }
+
+    #[test]
+    fn steal_is_a_share_of_each_cpus_time() {
+        let before = CpuTimes(vec![("cpu0".into(), 1000, 10), ("cpu1".into(), 1000, 0)]);
+        let after = CpuTimes(vec![("cpu0".into(), 1200, 60), ("cpu1".into(), 1100, 1)]);
+        assert_eq!(
+            after.steal_since(&before),
+            vec![("cpu0".to_string(), 25.0), ("cpu1".to_string(), 1.0)]
+        );
+        let (line, json) = steal_report(&after.steal_since(&before));
+        assert_eq!(line, "cpu0 25.0 %, cpu1 1.0 %");
+        assert_eq!(json, json!({"cpu0": 25.0, "cpu1": 1.0}));
+    }
 
     #[test]
     fn urls() {
@@ -1749,6 +2132,7 @@ mod tests {
         Conns {
             list,
             dirty: Vec::new(),
+            rx_stamp: 0,
         }
     }
 
