@@ -242,3 +242,34 @@ fn a_thousand_clients_pair_up_and_talk_only_to_their_partners() {
     }
     assert_eq!(stats(&server), json!({"online":N,"waiting":0,"chatting":N}));
 }
+
+#[test]
+fn busy_poll_relays_and_still_sleeps_when_quiet() {
+    let server = ServerProcess::start(&["--busy-poll", "500us"]);
+    let mut a = join(&server);
+    let mut b = join(&server);
+    for ws in [&mut a, &mut b] {
+        assert_eq!(ws.recv_json()["type"], "waiting");
+    }
+    for ws in [&mut a, &mut b] {
+        assert_eq!(ws.recv_json()["type"], "paired");
+    }
+    // Ping-pong: every message reaches the partner, in order.
+    for i in 0..20 {
+        a.send_json(json!({"type":"message","text":format!("a{i}")}));
+        expect(&mut b, json!({"type":"message","text":format!("a{i}")}));
+        b.send_json(json!({"type":"message","text":format!("b{i}")}));
+        expect(&mut a, json!({"type":"message","text":format!("b{i}")}));
+    }
+    // Quiet again: the loop must go back to sleeping, not spin on. Over a
+    // second of silence a spinning loop uses a whole second of CPU; a
+    // sleeping one next to none (the bound leaves room for a slow machine).
+    let pid = server.pid();
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = (cpu_ticks(pid) - t0) as f64 / clock_ticks_per_sec() as f64;
+    assert!(used < 0.3, "{used:.2} s of CPU in a quiet second");
+    // And it still answers after sleeping.
+    a.send_json(json!({"type":"message","text":"still there?"}));
+    expect(&mut b, json!({"type":"message","text":"still there?"}));
+}

@@ -23,6 +23,7 @@ fn help_lists_every_option_with_its_environment_variable() {
         ("--allowed-origin", "CHAT_ALLOWED_ORIGIN"),
         ("--interest-wait", "CHAT_INTEREST_WAIT"),
         ("--rate-limit", "CHAT_RATE_LIMIT"),
+        ("--busy-poll", "CHAT_BUSY_POLL"),
     ] {
         assert!(help.contains(option), "{option} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");
@@ -45,6 +46,7 @@ fn bad_values_name_the_option_and_exit_2() {
         (vec!["--listen", "nowhere"], "--listen"),
         (vec!["--idle-timeout", "-3"], "--idle-timeout"),
         (vec!["--max-message-size", "0"], "--max-message-size"),
+        (vec!["--busy-poll", "2s"], "--busy-poll"),
         (vec!["--no-such-option"], "--no-such-option"),
     ] {
         let out = chat(&args);

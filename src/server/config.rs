@@ -28,6 +28,9 @@ pub struct Config {
     pub max_output: usize,
     /// How long to wait for the peer's side of a close handshake.
     pub close_timeout: Duration,
+    /// After a turn that had events, keep polling without sleeping for this
+    /// long before blocking (zero: never). Trades CPU for wake-up latency.
+    pub busy_poll: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
@@ -46,6 +49,7 @@ impl Default for Config {
             max_head: 8 * 1024,
             max_output: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            busy_poll: Duration::ZERO,
         }
     }
 }
@@ -80,9 +84,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
+/// Parses a busy-poll window: `200us`, `0.5ms`, `0.001s`; `0` turns it off.
+pub fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.trim_end_matches(|c: char| c.is_ascii_alphabetic()) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let d = match t.strip_suffix("us") {
+        Some(us) => parse_duration(&format!("{us}ms"))? / 1000,
+        None => parse_duration(t)?,
+    };
+    if d > Duration::from_secs(1) {
+        return Err(format!(
+            "'{text}' is longer than the 1 s a busy-poll window may be"
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn busy_poll_takes_zero_and_short_windows() {
+        assert_eq!(parse_busy_poll("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("0ms"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("0.2ms"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_busy_poll("200us"), Ok(Duration::from_micros(200)));
+        assert_eq!(parse_busy_poll("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_busy_poll("2").is_err());
+        assert!(parse_busy_poll("-1ms").is_err());
+    }
 
     #[test]
     fn durations_parse_in_seconds_or_milliseconds() {

@@ -151,12 +151,28 @@ impl Server {
     /// Runs until shut down by a signal (then returns Ok) or until polling
     /// itself fails.
     pub fn run(mut self) -> io::Result<()> {
+        // `--busy-poll`: after a turn with events, poll without sleeping
+        // until this instant. A sleeping (halted) CPU takes tens of
+        // microseconds to wake, and a virtual one on a busy host can take
+        // milliseconds; one that keeps polling sees the next message at once.
+        let busy_poll = self.core.config.busy_poll;
+        let mut spin_until: Option<Instant> = None;
         loop {
-            let timeout = self.poll_timeout();
+            let mut timeout = self.poll_timeout();
+            if let Some(until) = spin_until {
+                if Instant::now() < until {
+                    timeout = Some(Duration::ZERO);
+                } else {
+                    spin_until = None;
+                }
+            }
             match self.poll.poll(&mut self.events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
+            }
+            if !busy_poll.is_zero() && !self.events.is_empty() {
+                spin_until = Some(Instant::now() + busy_poll);
             }
             self.core.now_ms = duration_ms(self.core.start.elapsed());
             self.turn();
