@@ -15,7 +15,9 @@
 #   CHAT_CLIENTS=10000  clients for the 1 msg/s relay-latency row
 #   PINGPONG_PAIRS=1000 pairs for the ping-pong row
 #   SERVERS="chat tokio-tungstenite fastwebsockets nginx"   columns to run
-#   ROWS="echo16 echo1 idle http http16 ab pingpong relay"   rows to run
+#   ROWS="echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy"
+#                     rows to run (relay_e2e and relay_steal read relay's runs)
+#   BUSY_POLL=200us   chat's --busy-poll in the relay_busy row
 #   CHAT_ARGS="--rate-limit 1000000"   extra arguments for the chat server
 #   OUT=reports/bench-DATE   where logs and results.tsv go
 #   PORT_BASE=19300   first port tried (each server start takes the next free one)
@@ -34,7 +36,8 @@ IDLE_CONNS="${IDLE_CONNS:-15000}"
 CHAT_CLIENTS="${CHAT_CLIENTS:-10000}"
 PINGPONG_PAIRS="${PINGPONG_PAIRS:-1000}"
 SERVERS="${SERVERS:-chat tokio-tungstenite fastwebsockets nginx}"
-ROWS="${ROWS:-echo16 echo1 idle http http16 ab pingpong relay}"
+ROWS="${ROWS:-echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy}"
+BUSY_POLL="${BUSY_POLL:-200us}"
 # The chat rate limit (10/s per client) would measure the limit, not the
 # server: benchmarks raise it. The 1 msg/s relay row stays under it anyway.
 CHAT_ARGS="${CHAT_ARGS:---rate-limit 1000000}"
@@ -177,7 +180,10 @@ declare -A row_title=(
     [http16]="HTTP req/s, wrk -t1 -c100, 16 pipelined"
     [ab]="HTTP req/s, ab -k -c100 (HTTP/1.0 keep-alive)"
     [pingpong]="chat relay msgs/s, $PINGPONG_PAIRS pairs ping-ponging"
-    [relay]="chat relay p99 latency, $CHAT_CLIENTS clients at 1 msg/s"
+    [relay]="chat relay p99 latency, $CHAT_CLIENTS clients at 1 msg/s (send → receiving socket)"
+    [relay_e2e]="the same runs, send → receiving client's handler"
+    [relay_steal]="the same runs, host steal (busier vCPU), %"
+    [relay_busy]="chat relay p99 latency as above, chat --busy-poll $BUSY_POLL"
 )
 declare -A row_servers=(
     [echo16]="chat tokio-tungstenite fastwebsockets"
@@ -188,10 +194,17 @@ declare -A row_servers=(
     [ab]="chat nginx"
     [pingpong]="chat"
     [relay]="chat"
+    [relay_e2e]="chat"
+    [relay_steal]="chat"
+    [relay_busy]="chat"
 )
+# Rows read from another row's logs (no server run of their own).
+declare -A row_from=([relay_e2e]=relay [relay_steal]=relay)
+# Extra chat arguments for one row.
+declare -A row_chat_args=([relay_busy]="--busy-poll $BUSY_POLL")
 declare -A row_unit=(
     [echo16]=rate [echo1]=rate [idle]=bytes [http]=rate [http16]=rate [ab]=rate
-    [pingpong]=rate [relay]=us
+    [pingpong]=rate [relay]=us [relay_e2e]=us [relay_steal]=pct [relay_busy]=us
 )
 
 # json_field FILE KEY: a number from chat-bench's last (JSON) line (empty
@@ -203,6 +216,29 @@ json_count() {
     local v
     v=$(json_field "$1" "$2")
     echo "${v:-0}"
+}
+
+# json_path FILE a.b.c: a value nested in chat-bench's last (JSON) line.
+json_path() {
+    tail -n 1 "$1" | python3 -c '
+import json, sys
+try:
+    v = json.load(sys.stdin)
+    for k in sys.argv[1].split("."):
+        v = v[k]
+    print(v)
+except Exception:
+    pass' "$2" 2>/dev/null
+}
+
+# Steal of the busier CPU during a chat-bench run.
+max_steal() {
+    tail -n 1 "$1" | python3 -c '
+import json, sys
+try:
+    print(max(json.load(sys.stdin)["steal_pct"].values()))
+except Exception:
+    pass' 2>/dev/null
 }
 
 load() { timeout "$1" taskset -c "$LOAD_CPU" "${@:2}"; }
@@ -246,11 +282,19 @@ measure() {
         v=$(json_field "$f" msgs_per_sec)
         e=$(($(json_count "$f" errors) + $(json_count "$f" violations)))
         ;;
-    relay)
+    relay | relay_busy)
         load $((t + 60)) "$bench" chat --url "ws://127.0.0.1:$port/" \
             --clients "$CHAT_CLIENTS" --rate 1 --duration "$DURATION" >"$f" 2>&1
-        v=$(json_field "$f" p99)
+        v=$(json_path "$f" socket_latency_us.p99)
         e=$(($(json_count "$f" errors) + $(json_count "$f" violations)))
+        ;;
+    relay_e2e)
+        f="$OUT/relay-$2-$3.log"
+        v=$(json_path "$f" latency_us.p99)
+        ;;
+    relay_steal)
+        f="$OUT/relay-$2-$3.log"
+        v=$(max_steal "$f")
         ;;
     esac
     echo "${v:-} ${e:-0}"
@@ -267,6 +311,8 @@ fmt() {
             if (x >= 10240) printf "%.0f KB", x / 1024
             else if (x >= 1024) printf "%.1f KB", x / 1024
             else printf "%.0f B", x
+        } else if (u == "pct") {
+            printf "%.1f %%", x
         } else if (u == "us") {
             if (x >= 1000) printf "%.2f ms", x / 1000
             else printf "%.0f µs", x
@@ -303,11 +349,15 @@ for row in $ROWS; do
         vals=()
         errs=0
         for run in $(seq "$RUNS"); do
-            if ! start_server "$name"; then
-                break
+            if [ -n "${row_from[$row]:-}" ]; then
+                read -r v e < <(measure "$row" "$name" "$run")
+            else
+                if ! CHAT_ARGS="$CHAT_ARGS ${row_chat_args[$row]:-}" start_server "$name"; then
+                    break
+                fi
+                read -r v e < <(measure "$row" "$name" "$run")
+                stop_server
             fi
-            read -r v e < <(measure "$row" "$name" "$run")
-            stop_server
             log "$row $name run $run: ${v:-failed} (errors ${e:-0})"
             printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$name" "$run" "${v:-}" "${e:-0}" >>"$results"
             [ -n "$v" ] && vals+=("$v")
