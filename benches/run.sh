@@ -15,9 +15,10 @@
 #   CHAT_CLIENTS=10000  clients for the 1 msg/s relay-latency row
 #   PINGPONG_PAIRS=1000 pairs for the ping-pong row
 #   SERVERS="chat tokio-tungstenite fastwebsockets nginx"   columns to run
-#   ROWS="echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy"
-#                     rows to run (relay_e2e and relay_steal read relay's runs)
-#   BUSY_POLL=200us   chat's --busy-poll in the relay_busy row
+#   ROWS="echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy floor floor_busy"
+#                     rows to run (relay_e2e and relay_steal read relay's runs;
+#                     floor rows run chat-bench wake-floor, no server)
+#   BUSY_POLL=200us   chat's --busy-poll in relay_busy (and the floor's)
 #   CHAT_ARGS="--rate-limit 1000000"   extra arguments for the chat server
 #   OUT=reports/bench-DATE   where logs and results.tsv go
 #   PORT_BASE=19300   first port tried (each server start takes the next free one)
@@ -36,7 +37,7 @@ IDLE_CONNS="${IDLE_CONNS:-15000}"
 CHAT_CLIENTS="${CHAT_CLIENTS:-10000}"
 PINGPONG_PAIRS="${PINGPONG_PAIRS:-1000}"
 SERVERS="${SERVERS:-chat tokio-tungstenite fastwebsockets nginx}"
-ROWS="${ROWS:-echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy}"
+ROWS="${ROWS:-echo16 echo1 idle http http16 ab pingpong relay relay_e2e relay_steal relay_busy floor floor_busy}"
 BUSY_POLL="${BUSY_POLL:-200us}"
 # The chat rate limit (10/s per client) would measure the limit, not the
 # server: benchmarks raise it. The 1 msg/s relay row stays under it anyway.
@@ -184,6 +185,8 @@ declare -A row_title=(
     [relay_e2e]="the same runs, send → receiving client's handler"
     [relay_steal]="the same runs, host steal (busier vCPU), %"
     [relay_busy]="chat relay p99 latency as above, chat --busy-poll $BUSY_POLL"
+    [floor]="no server: one loopback hop at $((CHAT_CLIENTS)) msgs/s, write → wake → read p99 (chat-bench wake-floor)"
+    [floor_busy]="no server, as above, receiver busy-polling $BUSY_POLL"
 )
 declare -A row_servers=(
     [echo16]="chat tokio-tungstenite fastwebsockets"
@@ -197,7 +200,11 @@ declare -A row_servers=(
     [relay_e2e]="chat"
     [relay_steal]="chat"
     [relay_busy]="chat"
+    [floor]="chat"
+    [floor_busy]="chat"
 )
+# Rows that start no server (the figure sits in the chat column).
+declare -A row_serverless=([floor]=1 [floor_busy]=1)
 # Rows read from another row's logs (no server run of their own).
 declare -A row_from=([relay_e2e]=relay [relay_steal]=relay)
 # Extra chat arguments for one row.
@@ -205,6 +212,7 @@ declare -A row_chat_args=([relay_busy]="--busy-poll $BUSY_POLL")
 declare -A row_unit=(
     [echo16]=rate [echo1]=rate [idle]=bytes [http]=rate [http16]=rate [ab]=rate
     [pingpong]=rate [relay]=us [relay_e2e]=us [relay_steal]=pct [relay_busy]=us
+    [floor]=us [floor_busy]=us
 )
 
 # json_field FILE KEY: a number from chat-bench's last (JSON) line (empty
@@ -288,6 +296,15 @@ measure() {
         v=$(json_path "$f" socket_latency_us.p99)
         e=$(($(json_count "$f" errors) + $(json_count "$f" violations)))
         ;;
+    floor | floor_busy)
+        local us
+        us=$(echo "$BUSY_POLL" | awk '/us$/ {print $0 + 0; next} /ms$/ {print ($0 + 0) * 1000; next} {print $0 * 1000000}')
+        [ "$row" = floor ] && us=0
+        timeout $((t + 60)) "$bench" wake-floor --rate "$CHAT_CLIENTS" --duration "$DURATION" \
+            --receiver-cpu "$SERVER_CPU" --sender-cpu "$LOAD_CPU" --busy-poll-us "$us" >"$f" 2>&1
+        v=$(json_path "$f" latency_us.p99)
+        e=$(json_count "$f" errors)
+        ;;
     relay_e2e)
         f="$OUT/relay-$2-$3.log"
         v=$(json_path "$f" latency_us.p99)
@@ -341,30 +358,38 @@ cell() {
 
 # ------------------------------------------------------------------ run
 
-declare -A cells
+# Runs are the outer loop: run 1 of every cell, then run 2 of every cell...
+# so a noisy minute on this shared machine hits every server alike instead
+# of one column.
+declare -A vals errs cells
 for row in $ROWS; do
-    [ -n "${row_title[$row]:-}" ] || { log "unknown row $row"; continue; }
-    for name in $SERVERS; do
-        case " ${row_servers[$row]} " in *" $name "*) ;; *) continue ;; esac
-        vals=()
-        errs=0
-        for run in $(seq "$RUNS"); do
-            if [ -n "${row_from[$row]:-}" ]; then
+    [ -n "${row_title[$row]:-}" ] || log "unknown row $row"
+done
+for run in $(seq "$RUNS"); do
+    for row in $ROWS; do
+        [ -n "${row_title[$row]:-}" ] || continue
+        for name in $SERVERS; do
+            case " ${row_servers[$row]} " in *" $name "*) ;; *) continue ;; esac
+            v="" e=0
+            if [ -n "${row_from[$row]:-}" ] || [ -n "${row_serverless[$row]:-}" ]; then
                 read -r v e < <(measure "$row" "$name" "$run")
-            else
-                if ! CHAT_ARGS="$CHAT_ARGS ${row_chat_args[$row]:-}" start_server "$name"; then
-                    break
-                fi
+            elif CHAT_ARGS="$CHAT_ARGS ${row_chat_args[$row]:-}" start_server "$name"; then
                 read -r v e < <(measure "$row" "$name" "$run")
                 stop_server
             fi
             log "$row $name run $run: ${v:-failed} (errors ${e:-0})"
             printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$name" "$run" "${v:-}" "${e:-0}" >>"$results"
-            [ -n "$v" ] && vals+=("$v")
-            errs=$((errs + ${e:-0}))
+            [ -n "$v" ] && vals["$row,$name"]="${vals[$row,$name]:-} $v"
+            errs["$row,$name"]=$((${errs[$row,$name]:-0} + ${e:-0}))
         done
-        c="$(cell "${row_unit[$row]}" "${vals[@]}")"
-        [ "$errs" -gt 0 ] && c="$c ⚠ $errs errors"
+    done
+done
+for row in $ROWS; do
+    for name in $SERVERS; do
+        case " ${row_servers[$row]:-} " in *" $name "*) ;; *) continue ;; esac
+        # shellcheck disable=SC2086
+        c="$(cell "${row_unit[$row]}" ${vals[$row,$name]:-})"
+        [ "${errs[$row,$name]:-0}" -gt 0 ] && c="$c ⚠ ${errs[$row,$name]} errors"
         cells["$row,$name"]="$c"
     done
 done
