@@ -226,27 +226,16 @@ json_count() {
     echo "${v:-0}"
 }
 
-# json_path FILE a.b.c: a value nested in chat-bench's last (JSON) line.
-json_path() {
+# json_expr FILE EXPR: a Python expression over `d`, chat-bench's last
+# (JSON) line; empty when the line or the field is missing.
+json_expr() {
     tail -n 1 "$1" | python3 -c '
 import json, sys
 try:
-    v = json.load(sys.stdin)
-    for k in sys.argv[1].split("."):
-        v = v[k]
-    print(v)
+    d = json.load(sys.stdin)
+    print(eval(sys.argv[1]))
 except Exception:
     pass' "$2" 2>/dev/null
-}
-
-# Steal of the busier CPU during a chat-bench run.
-max_steal() {
-    tail -n 1 "$1" | python3 -c '
-import json, sys
-try:
-    print(max(json.load(sys.stdin)["steal_pct"].values()))
-except Exception:
-    pass' 2>/dev/null
 }
 
 load() { timeout "$1" taskset -c "$LOAD_CPU" "${@:2}"; }
@@ -293,7 +282,7 @@ measure() {
     relay | relay_busy)
         load $((t + 60)) "$bench" chat --url "ws://127.0.0.1:$port/" \
             --clients "$CHAT_CLIENTS" --rate 1 --duration "$DURATION" >"$f" 2>&1
-        v=$(json_path "$f" socket_latency_us.p99)
+        v=$(json_expr "$f" 'd["socket_latency_us"]["p99"]')
         e=$(($(json_count "$f" errors) + $(json_count "$f" violations)))
         ;;
     floor | floor_busy)
@@ -302,16 +291,16 @@ measure() {
         [ "$row" = floor ] && us=0
         timeout $((t + 60)) "$bench" wake-floor --rate "$CHAT_CLIENTS" --duration "$DURATION" \
             --receiver-cpu "$SERVER_CPU" --sender-cpu "$LOAD_CPU" --busy-poll-us "$us" >"$f" 2>&1
-        v=$(json_path "$f" latency_us.p99)
+        v=$(json_expr "$f" 'd["latency_us"]["p99"]')
         e=$(json_count "$f" errors)
         ;;
     relay_e2e)
         f="$OUT/relay-$2-$3.log"
-        v=$(json_path "$f" latency_us.p99)
+        v=$(json_expr "$f" 'd["latency_us"]["p99"]')
         ;;
     relay_steal)
         f="$OUT/relay-$2-$3.log"
-        v=$(max_steal "$f")
+        v=$(json_expr "$f" 'max(d["steal_pct"].values())')
         ;;
     esac
     echo "${v:-} ${e:-0}"

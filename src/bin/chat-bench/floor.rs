@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::{secs_to_ns, steal_report, wall_ns, CpuTimes, Latency, Rng, NS};
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct FloorArgs {
     /// Messages per second over all connections.
     #[arg(long, default_value_t = 10_000.0)]
@@ -126,7 +126,7 @@ pub fn run(a: FloorArgs) -> Result<serde_json::Value, String> {
     let cpu_before = CpuTimes::sample();
     let sender = {
         let cpu = a.sender_cpu;
-        let args = FloorArgs { ..a };
+        let args = a.clone();
         std::thread::spawn(move || {
             let pinned = cpu.map_or(Ok(()), pin);
             (pinned, send_paced(senders, &args))

@@ -155,28 +155,26 @@ struct ChatArgs {
 
 // ---------------------------------------------------------------- small tools
 
-/// CLOCK_MONOTONIC in nanoseconds: comparable across processes on this host.
-fn now_ns() -> u64 {
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime only writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * NS + ts.tv_nsec as u64
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: comparable across processes on this host.
+fn now_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// CLOCK_REALTIME in nanoseconds: the clock of the kernel's receive
 /// timestamps (`SO_TIMESTAMPNS`), so chat relay stamps use it. Intervals of a
 /// few milliseconds measured on it are off by at most NTP's slew (≤ 500 ppm).
 fn wall_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * NS + ts.tv_nsec as u64
+    clock_ns(libc::CLOCK_REALTIME)
 }
 
 /// Asks the kernel to stamp every received segment with the time it reached
@@ -563,6 +561,30 @@ struct Conn {
     dirty: bool,
 }
 
+impl Conn {
+    /// Writes pending output until done or the socket would block.
+    fn write_out(&mut self) -> Result<(), Fail> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        while self.out_pos < self.out.len() {
+            match stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(Fail::Eof),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Fail::Io(e)),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+}
+
 /// The connections and their pending output: what handlers may write to.
 struct Conns {
     list: Vec<Conn>,
@@ -594,21 +616,9 @@ impl Conns {
     /// which also reports faults.
     fn write_now(&mut self, idx: usize) {
         let c = &mut self.list[idx];
-        if c.phase != Phase::Open {
-            return;
+        if c.phase == Phase::Open {
+            let _ = c.write_out();
         }
-        let Some(stream) = c.stream.as_mut() else {
-            return;
-        };
-        while c.out_pos < c.out.len() {
-            match stream.write(&c.out[c.out_pos..]) {
-                Ok(n) if n > 0 => c.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return,
-            }
-        }
-        c.out.clear();
-        c.out_pos = 0;
     }
 
     fn mask(&self, idx: usize) -> [u8; 4] {
@@ -1044,27 +1054,10 @@ impl Net {
     fn flush(&mut self, idx: usize) -> Result<(), Fail> {
         let c = &mut self.conns.list[idx];
         c.dirty = false;
-        let Some(stream) = c.stream.as_mut() else {
-            return Ok(());
-        };
         if c.phase == Phase::Connecting {
             return Ok(()); // the handshake request goes out once connected
         }
-        while c.out_pos < c.out.len() {
-            match stream.write(&c.out[c.out_pos..]) {
-                Ok(0) => return Err(Fail::Eof),
-                Ok(n) => c.out_pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Fail::Io(e)),
-            }
-        }
-        c.out.clear();
-        c.out_pos = 0;
-        if c.out.capacity() > 64 * 1024 {
-            c.out = Vec::new();
-        }
-        Ok(())
+        c.write_out()
     }
 
     fn flush_dirty<H: Handler>(&mut self, app: &mut H, now: u64) {
