@@ -1,9 +1,13 @@
 //! `chat`: a chat-roulette server on a hand-rolled mio event loop.
 //!
 //! The protocol cores (`http`, `ws`, `chat`) are sans-IO state machines over
-//! bytes and events; `server` is the only module that touches sockets.
+//! bytes and events; `engine` runs every connection's rules on top of them
+//! with injected time and no I/O; `server` is the driver, the only module
+//! that touches sockets, signals or the clock.
 
 pub mod chat;
+pub mod config;
+pub mod engine;
 pub mod http;
 pub mod server;
 pub mod ws;

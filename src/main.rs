@@ -1,6 +1,6 @@
 //! `chat`: the command line. Everything else lives in the library.
 
-use chat::server::config::{parse_busy_poll, parse_duration, DEFAULT_LISTEN};
+use chat::config::{parse_busy_poll, parse_duration, DEFAULT_LISTEN};
 use chat::server::{Config, Server};
 use clap::Parser;
 use log::{info, warn};

@@ -1,13 +1,8 @@
-//! The event loop and what it owns: sockets in, sockets out; everything
-//! else is delegated to the sans-IO machines.
+//! The driver: a mio event loop that moves bytes between sockets and the
+//! [`Engine`](crate::engine::Engine) and carries out its actions. It owns
+//! every syscall and the clock; every rule lives in the engine.
 
-pub mod buffers;
-pub mod config;
-pub mod connection;
 pub mod event_loop;
-pub mod metrics;
-pub mod routes;
-pub mod timer;
 
-pub use config::Config;
+pub use crate::config::Config;
 pub use event_loop::Server;

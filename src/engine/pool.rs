@@ -38,6 +38,7 @@ impl BufferPool {
         }
     }
 
+    #[cfg(test)]
     pub fn pooled(&self) -> usize {
         self.free.len()
     }

@@ -1,6 +1,6 @@
 //! Counters behind `/stats` and `/metrics`, and their text forms.
 
-use crate::chat::Counts;
+use crate::chat::{ChatMetrics, Counts};
 use std::fmt::Write;
 
 /// Totals since start. Gauges (online, waiting, chatting, open
@@ -31,14 +31,6 @@ impl Totals {
     }
 }
 
-/// Chat-level totals the pairing module keeps.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ChatTotals {
-    pub messages_relayed: u64,
-    pub chat_errors: u64,
-    pub pairs: u64,
-}
-
 /// `/stats`: `{"online":N,"waiting":N,"chatting":N}`.
 pub fn render_stats(out: &mut String, counts: Counts) {
     let _ = write!(
@@ -54,7 +46,7 @@ pub fn render_metrics(
     counts: Counts,
     open_connections: usize,
     totals: &Totals,
-    chat: ChatTotals,
+    chat: &ChatMetrics,
 ) {
     let gauges = [
         (
@@ -126,7 +118,7 @@ pub fn render_metrics(
         (
             "chat_client_errors_total",
             "Chat messages refused with an error message.",
-            chat.chat_errors,
+            chat.errors_total(),
         ),
         (
             "chat_slow_readers_closed_total",
@@ -186,7 +178,13 @@ mod tests {
         totals.count_status(404);
         totals.count_status(101);
         let mut s = String::new();
-        render_metrics(&mut s, Counts::default(), 2, &totals, ChatTotals::default());
+        render_metrics(
+            &mut s,
+            Counts::default(),
+            2,
+            &totals,
+            &ChatMetrics::default(),
+        );
         assert!(s.contains("# TYPE chat_online gauge\nchat_online 0\n"));
         assert!(s.contains("chat_open_connections 2\n"));
         assert!(s.contains("chat_http_requests_total{class=\"2xx\"} 1\n"));

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Everything the event loop needs to know from the command line.
+/// Everything the engine and its driver need to know from the command line.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -28,6 +28,8 @@ pub struct Config {
     pub max_output: usize,
     /// How long to wait for the peer's side of a close handshake.
     pub close_timeout: Duration,
+    /// How long shutdown waits for close handshakes before exiting.
+    pub shutdown_grace: Duration,
     /// After a turn that had events, keep polling without sleeping for this
     /// long before blocking (zero: never). Trades CPU for wake-up latency.
     pub busy_poll: Duration,
@@ -49,6 +51,7 @@ impl Default for Config {
             max_head: 8 * 1024,
             max_output: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(5),
             busy_poll: Duration::ZERO,
         }
     }

@@ -6,14 +6,23 @@
 //! connection remembers which tick its live entry is for, so stale entries
 //! (re-armed or closed connections) are recognised and dropped.
 
+use std::num::NonZeroU32;
+
 /// Width of one slot.
 pub const TICK_MS: u64 = 50;
 const SLOTS: usize = 1024;
+/// Entries are never armed further ahead than this many ticks (about 620
+/// days): a later deadline gets an earlier entry, which is harmless since
+/// entries are hints. It keeps every live tick within half the u32 range
+/// of now, so ticks stored in 32 bits compare correctly across the wrap
+/// (every 6.8 years of uptime) instead of saturating.
+const MAX_AHEAD_TICKS: u64 = 1 << 30;
 
 #[derive(Debug)]
 pub struct TimerWheel {
+    /// `(token, tick)` entries; a tick is the absolute tick modulo 2^32.
     slots: Vec<Vec<(u32, u32)>>,
-    /// The next tick not yet expired.
+    /// The next tick not yet expired (absolute).
     next_tick: u64,
     len: usize,
     spare: Vec<(u32, u32)>,
@@ -23,6 +32,11 @@ impl Default for TimerWheel {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `a` comes no later than `b` on the wrapping 32-bit tick line.
+fn wrapping_le(a: u32, b: u32) -> bool {
+    b.wrapping_sub(a) < 1 << 31
 }
 
 impl TimerWheel {
@@ -35,20 +49,29 @@ impl TimerWheel {
         }
     }
 
-    /// The tick an entry for time `at_ms` fires on (never in the past).
-    pub fn tick_for(&self, at_ms: u64) -> u32 {
-        let tick = at_ms.div_ceil(TICK_MS).max(self.next_tick);
-        u32::try_from(tick).unwrap_or(u32::MAX)
+    /// The tick an entry for time `at_ms` fires on (never in the past;
+    /// tick 0 of each wrap is taken as tick 1, a tick late).
+    pub fn tick_for(&self, at_ms: u64) -> NonZeroU32 {
+        let tick = at_ms.div_ceil(TICK_MS).clamp(
+            self.next_tick,
+            self.next_tick.saturating_add(MAX_AHEAD_TICKS),
+        );
+        NonZeroU32::new(tick as u32).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// True when tick `a` fires no later than tick `b` (both live).
+    pub fn not_later(&self, a: NonZeroU32, b: NonZeroU32) -> bool {
+        wrapping_le(a.get(), b.get())
     }
 
     /// Arms an entry for `token` at `tick` (from [`tick_for`](Self::tick_for)).
-    pub fn insert(&mut self, token: usize, tick: u32) {
+    pub fn insert(&mut self, token: usize, tick: NonZeroU32) {
         let Ok(token) = u32::try_from(token) else {
             return;
         };
-        let slot = tick as usize % SLOTS;
+        let slot = tick.get() as usize % SLOTS;
         if let Some(s) = self.slots.get_mut(slot) {
-            s.push((token, tick));
+            s.push((token, tick.get()));
             self.len += 1;
         }
     }
@@ -57,13 +80,14 @@ impl TimerWheel {
     pub fn expire(&mut self, now_ms: u64, fired: &mut Vec<(usize, u32)>) {
         let now_tick = now_ms / TICK_MS;
         if self.len == 0 {
-            self.next_tick = now_tick + 1;
+            self.next_tick = self.next_tick.max(now_tick + 1);
             return;
         }
         // Walk at most one revolution: older ticks share slots with newer.
         let first = self
             .next_tick
             .max((now_tick + 1).saturating_sub(SLOTS as u64));
+        let now32 = now_tick as u32;
         for tick in first..=now_tick {
             let slot = (tick % SLOTS as u64) as usize;
             let Some(entries) = self.slots.get_mut(slot) else {
@@ -74,7 +98,7 @@ impl TimerWheel {
             }
             std::mem::swap(entries, &mut self.spare);
             for &(token, at) in &self.spare {
-                if u64::from(at) <= now_tick {
+                if wrapping_le(at, now32) {
                     fired.push((token as usize, at));
                     self.len -= 1;
                 } else {
@@ -83,18 +107,15 @@ impl TimerWheel {
             }
             self.spare.clear();
         }
-        self.next_tick = now_tick + 1;
+        self.next_tick = self.next_tick.max(now_tick + 1);
     }
 
     /// When the loop must wake next to look at the wheel, if it holds anything.
     pub fn next_wake_ms(&self) -> Option<u64> {
-        (self.len > 0).then_some(self.next_tick * TICK_MS)
+        (self.len > 0).then_some(self.next_tick.saturating_mul(TICK_MS))
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -113,7 +134,7 @@ mod tests {
         w.expire(999, &mut fired);
         assert!(fired.is_empty());
         w.expire(1_000, &mut fired);
-        assert_eq!(fired, vec![(7, t)]);
+        assert_eq!(fired, vec![(7, t.get())]);
         assert!(w.is_empty());
     }
 
@@ -153,8 +174,51 @@ mod tests {
         w.expire(5_000, &mut fired);
         let t = w.tick_for(10);
         w.insert(3, t);
-        assert_eq!(w.next_wake_ms(), Some(u64::from(t) * TICK_MS));
+        assert_eq!(w.next_wake_ms(), Some(u64::from(t.get()) * TICK_MS));
         w.expire(5_000 + TICK_MS, &mut fired);
         assert_eq!(fired.len(), 1);
+    }
+
+    /// After 2^32 ticks (6.8 years at 50 ms) the tick counter wraps: an
+    /// entry armed across the wrap fires when due, not at once and not on
+    /// every turn after.
+    #[test]
+    fn ticks_wrap_after_six_years() {
+        let mut w = TimerWheel::new();
+        let mut fired = Vec::new();
+        let start_tick = u64::from(u32::MAX) - 10;
+        w.expire(start_tick * TICK_MS, &mut fired);
+        // Due 20 ticks later, past the wrap.
+        let due_ms = (start_tick + 20) * TICK_MS;
+        let t = w.tick_for(due_ms);
+        w.insert(1, t);
+        // And one due two seconds later still.
+        let later = w.tick_for(due_ms + 2_000);
+        w.insert(2, later);
+        assert!(w.not_later(t, later));
+        assert!(!w.not_later(later, t));
+        let mut now = start_tick * TICK_MS;
+        while now < due_ms {
+            now += TICK_MS;
+            w.expire(now.min(due_ms - 1), &mut fired);
+        }
+        assert!(fired.is_empty(), "fired early: {fired:?}");
+        w.expire(due_ms, &mut fired);
+        assert_eq!(fired, vec![(1, t.get())]);
+        fired.clear();
+        for step in 1..=10 {
+            w.expire(due_ms + step * TICK_MS, &mut fired);
+        }
+        assert!(fired.is_empty(), "the later entry fired early: {fired:?}");
+        w.expire(due_ms + 2_000, &mut fired);
+        assert_eq!(fired, vec![(2, later.get())]);
+    }
+
+    #[test]
+    fn far_deadlines_are_clamped_not_saturated() {
+        let w = TimerWheel::new();
+        let far = w.tick_for(u64::MAX);
+        let near = w.tick_for(1_000);
+        assert!(w.not_later(near, far));
     }
 }

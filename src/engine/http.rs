@@ -1,0 +1,191 @@
+//! Request heads in, answers out: the pages, the error answers and the
+//! WebSocket upgrade.
+
+use super::routes::{self, Endpoint, Page, Route};
+use super::{duration_ms, metrics, ConnId, Engine};
+use crate::http::parse_request;
+use crate::http::response::{self, Connection, Status};
+use crate::ws::handshake;
+
+/// The built-in browser page.
+const INDEX_HTML: &str = include_str!("../chat/page/index.html");
+
+/// While a connection is owed more than this, its further pipelined
+/// requests wait unparsed (and the driver stops reading it) until the
+/// answers drain, as nginx does: a client that pipelines without reading
+/// costs at most this plus one answer, not an answer per request sent.
+pub(super) const PIPELINE_PAUSE: usize = 64 * 1024;
+
+/// What the request handler did with the bytes it was given.
+pub(super) enum Step {
+    /// The head is incomplete.
+    NeedMore,
+    /// A request of this many bytes was answered; go on with the rest.
+    Next(usize),
+    /// The connection reads no more requests.
+    Stop,
+}
+
+impl Engine {
+    /// Parses and answers one request at the start of `buf`.
+    pub(super) fn on_request(&mut self, id: ConnId, buf: &[u8]) -> Step {
+        let req = match parse_request(buf, self.config.max_head) {
+            Ok(None) => return Step::NeedMore,
+            Ok(Some(req)) => req,
+            Err(e) => {
+                log::debug!("connection {id}: {e:?}");
+                self.refuse(id, Status::from(e), Connection::Close);
+                return Step::Stop;
+            }
+        };
+        let used = req.head_len;
+        let connection = Connection::for_request(&req);
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.next_request(self.now_ms);
+        }
+        let connection = match routes::route(&req, &self.config.allowed_origins) {
+            Route::Upgrade {
+                endpoint,
+                key,
+                query,
+            } => {
+                self.upgrade(id, endpoint, key, query);
+                return Step::Next(used);
+            }
+            Route::Serve { page, head_only } => {
+                self.serve(id, page, head_only, connection);
+                connection
+            }
+            Route::Refuse { status, close } => {
+                let connection = if close { Connection::Close } else { connection };
+                self.refuse(id, status, connection);
+                connection
+            }
+        };
+        match connection {
+            Connection::Close => Step::Stop,
+            _ => Step::Next(used),
+        }
+    }
+
+    fn upgrade(&mut self, id: ConnId, endpoint: Endpoint, key: &[u8], query: Option<&str>) {
+        let accept = handshake::accept_key(key);
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        response::write_switching_protocols(session.out.writer(&mut self.pool), &accept);
+        session.open(endpoint, self.config.max_message_size, self.now_ms);
+        self.mark_dirty(id);
+        self.totals.count_status(Status::SwitchingProtocols.code());
+        self.totals.websocket_sessions += 1;
+        if endpoint == Endpoint::Chat {
+            let now = self.now_ms;
+            let (chat, mut mailer) = self.mailer();
+            chat.on_connect(id, query, now, &mut mailer);
+        }
+        self.arm(id, self.now_ms + self.idle_half_ms());
+    }
+
+    fn serve(&mut self, id: ConnId, page: Page, head_only: bool, connection: Connection) {
+        if page == Page::Healthz {
+            // The benchmarked path: one precomputed response, one copy.
+            if let Some(session) = self.sessions.get_mut(id) {
+                session
+                    .out
+                    .writer(&mut self.pool)
+                    .extend_from_slice(response::healthz_response(head_only, connection));
+            }
+            return self.answered(id, Status::Ok, connection);
+        }
+        self.text.clear();
+        let (content_type, body): (&str, &[u8]) = match page {
+            Page::Index => ("text/html; charset=utf-8", INDEX_HTML.as_bytes()),
+            Page::Healthz => ("text/plain", b"ok\n"),
+            Page::Stats => {
+                metrics::render_stats(&mut self.text, self.chat.counts());
+                ("application/json", self.text.as_bytes())
+            }
+            Page::Metrics => {
+                metrics::render_metrics(
+                    &mut self.text,
+                    self.chat.counts(),
+                    self.sessions.len(),
+                    &self.totals,
+                    &self.chat.metrics(),
+                );
+                (
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.text.as_bytes(),
+                )
+            }
+        };
+        if let Some(session) = self.sessions.get_mut(id) {
+            response::write_response(
+                session.out.writer(&mut self.pool),
+                Status::Ok,
+                content_type,
+                body,
+                head_only,
+                connection,
+                &[],
+            );
+        }
+        self.answered(id, Status::Ok, connection);
+    }
+
+    fn refuse(&mut self, id: ConnId, status: Status, connection: Connection) {
+        let extra: &[(&str, &str)] = match status {
+            Status::MethodNotAllowed => &[("Allow", "GET, HEAD")],
+            Status::UpgradeRequired => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
+            _ => &[],
+        };
+        if let Some(session) = self.sessions.get_mut(id) {
+            response::write_response(
+                session.out.writer(&mut self.pool),
+                status,
+                "text/plain; charset=utf-8",
+                error_body(status).as_bytes(),
+                false,
+                connection,
+                extra,
+            );
+        }
+        self.answered(id, status, connection);
+    }
+
+    /// After an answer: flush it; a closing answer drains the connection;
+    /// a pipelining client that is owed too much waits.
+    fn answered(&mut self, id: ConnId, status: Status, connection: Connection) {
+        self.totals.count_status(status.code());
+        self.mark_dirty(id);
+        if connection == Connection::Close {
+            return self.drain(id);
+        }
+        if let Some(session) = self.sessions.get_mut(id) {
+            if session.out.unsent_len() > PIPELINE_PAUSE {
+                session.set_paused(true);
+            }
+        }
+    }
+
+    pub(super) fn idle_half_ms(&self) -> u64 {
+        (duration_ms(self.config.idle_timeout) / 2).max(1)
+    }
+}
+
+/// The plain-text body of an error answer.
+fn error_body(status: Status) -> &'static str {
+    match status {
+        Status::BadRequest => "Bad Request\n",
+        Status::Forbidden => "Forbidden\n",
+        Status::NotFound => "Not Found\n",
+        Status::MethodNotAllowed => "Method Not Allowed\n",
+        Status::UriTooLong => "URI Too Long\n",
+        Status::UpgradeRequired => {
+            "Upgrade Required: this endpoint speaks WebSocket (version 13)\n"
+        }
+        Status::HeadTooLarge => "Request Header Fields Too Large\n",
+        Status::ServiceUnavailable => "Service Unavailable\n",
+        Status::Ok | Status::SwitchingProtocols => "",
+    }
+}

@@ -1,0 +1,540 @@
+//! The connection engine: every rule of every connection, and no I/O.
+//!
+//! The engine owns the connections' state, the chat pairing, the timer
+//! wheel, the buffer pool and the counters. It never touches a socket and
+//! never reads a clock: a driver (`server/`) feeds it bytes, ends of
+//! stream and the current time, writes what [`Engine::output`] holds, and
+//! carries out the [`Action`]s it asks for. Tests drive it the same way on
+//! a fake clock (`tests.rs`).
+//!
+//! ```text
+//! driver                                   engine
+//!   accept ───────────────────────────────▶ accept(now) → id
+//!   read into ReadBuffer ─────────────────▶ receive(id, buf, n, now)
+//!   read → Ok(0) ─────────────────────────▶ receive_eof(id, now)
+//!   poll timeout ◀──────────────────────── next_deadline()
+//!   timeout ──────────────────────────────▶ handle_timeout(now)
+//!   take_dirty → write(output(id)) ───────▶ written(id, n), then flushed(id)
+//!   act on poll_action()                    (Close, ShutdownWrite, Writable, Resume)
+//! ```
+//!
+//! Ids are slab keys; the driver stores its socket under the same id. An
+//! id is freed when the engine emits [`Action::Close`] for it and may be
+//! handed out again by the next `accept`, so the driver carries out every
+//! action before it accepts again.
+
+mod http;
+mod metrics;
+mod output;
+mod pool;
+mod routes;
+mod session;
+mod timers;
+mod websocket;
+mod wheel;
+
+#[cfg(test)]
+mod tests;
+
+use crate::chat::pairing::ChatConfig;
+use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg};
+use crate::config::Config;
+use crate::ws::{encode, OpCode};
+use metrics::Totals;
+use pool::BufferPool;
+use session::{Phase, Session};
+use slab::Slab;
+use std::collections::VecDeque;
+use wheel::TimerWheel;
+
+/// A connection's handle, shared by the engine and its driver.
+pub type ConnId = usize;
+
+/// What the engine asks its driver to do with a connection's socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Ask for WRITABLE readiness (true: the output is stuck) or stop
+    /// asking (false: it drained).
+    Writable(bool),
+    /// Shut down our sending side: every byte owed is already written.
+    ShutdownWrite,
+    /// Close the socket and forget the id.
+    Close,
+    /// Read this connection again although no new readiness came: it
+    /// stopped reading to let its answers drain, and they have.
+    Resume,
+}
+
+/// Bytes the driver reads into per read, and the room kept in front of
+/// them, where the engine puts a connection's leftover bytes back in front
+/// of the new ones without copying either into a buffer of its own.
+const READ_SIZE: usize = 64 * 1024;
+/// Room for the largest leftover in the common case: an unfinished request
+/// head (at most the default 8 KiB head limit) or frame (at most 14 + 125
+/// bytes). A larger leftover (a raised head limit, or pipelined requests
+/// kept while paused) is joined with the new bytes in a buffer of its own.
+const READ_HEADROOM: usize = 8 * 1024 + 256;
+
+/// The one read buffer of a driver's loop.
+pub struct ReadBuffer {
+    buf: Box<[u8]>,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        ReadBuffer {
+            buf: vec![0; READ_HEADROOM + READ_SIZE].into_boxed_slice(),
+        }
+    }
+}
+
+impl ReadBuffer {
+    /// Where the next read goes.
+    pub fn space(&mut self) -> &mut [u8] {
+        self.buf.get_mut(READ_HEADROOM..).unwrap_or_default()
+    }
+}
+
+/// The connection engine (see the module documentation).
+pub struct Engine {
+    config: Config,
+    sessions: Slab<Session>,
+    chat: Pairing,
+    pool: BufferPool,
+    wheel: TimerWheel,
+    /// Timer entries due this turn; reused.
+    fired: Vec<(usize, u32)>,
+    /// Connections with output to flush, in the order they got it.
+    dirty: Vec<ConnId>,
+    /// Actions for the driver, in order. Bounded by the connections'
+    /// number: the driver drains it after every call into the engine.
+    actions: VecDeque<(ConnId, Action)>,
+    totals: Totals,
+    /// Reused for building JSON and pages.
+    scratch: Vec<u8>,
+    text: String,
+    now_ms: u64,
+    /// Set by [`Engine::begin_shutdown`]: when the grace ends.
+    shutdown_deadline_ms: Option<u64>,
+}
+
+impl Engine {
+    /// An engine with no connections.
+    pub fn new(config: Config) -> Engine {
+        let chat = Pairing::new(ChatConfig {
+            interest_wait_ms: duration_ms(config.interest_wait),
+            rate_per_sec: config.rate_limit,
+        });
+        Engine {
+            sessions: Slab::with_capacity(config.max_connections.min(1 << 16)),
+            config,
+            chat,
+            pool: BufferPool::default(),
+            wheel: TimerWheel::new(),
+            fired: Vec::new(),
+            dirty: Vec::new(),
+            actions: VecDeque::new(),
+            totals: Totals::default(),
+            scratch: Vec::new(),
+            text: String::new(),
+            now_ms: 0,
+            shutdown_deadline_ms: None,
+        }
+    }
+
+    /// Open connections of any kind.
+    pub fn connection_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A connection was accepted: its id, or None when it must be closed
+    /// at once (`--max-connections`, or shutting down).
+    pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
+        self.now_ms = now_ms;
+        self.totals.connections += 1;
+        if self.sessions.len() >= self.config.max_connections || self.shutdown_deadline_ms.is_some()
+        {
+            self.totals.connections_refused += 1;
+            return None;
+        }
+        let id = self.sessions.insert(Session::new(now_ms));
+        self.arm(id, now_ms + duration_ms(self.config.handshake_timeout));
+        Some(id)
+    }
+
+    /// `n` bytes were read into `buf.space()` for connection `id`.
+    pub fn receive(&mut self, id: ConnId, buf: &mut ReadBuffer, n: usize, now_ms: u64) {
+        self.now_ms = now_ms;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        self.totals.bytes_received += n as u64;
+        session.heard(now_ms);
+        let leftover = session.take_leftover();
+        let end = READ_HEADROOM.saturating_add(n).min(buf.buf.len());
+        if let Some(start) = READ_HEADROOM.checked_sub(leftover.len()) {
+            // The usual case: put the leftover back in front, in place.
+            let Some(front) = buf.buf.get_mut(start..READ_HEADROOM) else {
+                return;
+            };
+            front.copy_from_slice(&leftover);
+            drop(leftover);
+            let Some(input) = buf.buf.get_mut(start..end) else {
+                return;
+            };
+            self.consume_input(id, input);
+        } else {
+            let fresh = buf.buf.get(READ_HEADROOM..end).unwrap_or_default();
+            let mut joined = Vec::with_capacity(leftover.len() + fresh.len());
+            joined.extend_from_slice(&leftover);
+            joined.extend_from_slice(fresh);
+            drop(leftover);
+            self.consume_input(id, &mut joined);
+        }
+    }
+
+    /// Runs the connection's machine over `input`; keeps what it left.
+    fn consume_input(&mut self, id: ConnId, input: &mut [u8]) {
+        let used = self.process(id, input);
+        let rest = input.get(used..).unwrap_or_default();
+        if let (false, Some(session)) = (rest.is_empty(), self.sessions.get_mut(id)) {
+            session.keep_leftover(rest);
+        }
+    }
+
+    /// Hands `input` to the phase's handler until it stops; the bytes used.
+    fn process(&mut self, id: ConnId, input: &mut [u8]) -> usize {
+        let mut pos = 0;
+        loop {
+            let Some(session) = self.sessions.get(id) else {
+                return input.len();
+            };
+            let rest = input.get_mut(pos..).unwrap_or_default();
+            match session.phase() {
+                Phase::Http { paused: true, .. } => return pos,
+                Phase::Http { .. } => match self.on_request(id, rest) {
+                    http::Step::NeedMore => return pos,
+                    http::Step::Next(used) => pos += used,
+                    http::Step::Stop => return input.len(),
+                },
+                Phase::Open { .. } | Phase::Closing { .. } => {
+                    return pos + self.on_frames(id, rest);
+                }
+                // Failed or finished: input is discarded unread.
+                Phase::Draining { .. } => return input.len(),
+            }
+        }
+    }
+
+    /// False while the connection takes no input (the driver stops reading
+    /// it until [`Action::Resume`]).
+    pub fn wants_input(&self, id: ConnId) -> bool {
+        self.sessions.get(id).is_some_and(Session::wants_input)
+    }
+
+    /// The peer ended its stream (read returned 0).
+    pub fn receive_eof(&mut self, id: ConnId, now_ms: u64) {
+        self.now_ms = now_ms;
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        match session.phase() {
+            // A half-closed HTTP client still gets the answers it is owed,
+            // and the connection goes as soon as they are out.
+            Phase::Http { .. } if !session.out.is_empty() => {
+                session.start_draining(now_ms, &mut self.pool);
+                session.peer_closed();
+                self.arm(id, now_ms + duration_ms(self.config.close_timeout));
+            }
+            _ => self.close_now(id),
+        }
+    }
+
+    /// The socket failed (a read or write error): the connection is gone.
+    pub fn connection_lost(&mut self, id: ConnId, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.close_now(id);
+    }
+
+    // ---- output ------------------------------------------------------
+
+    /// Moves the connections with output to flush into `into` (emptied
+    /// first), in the order they got it.
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        into.clear();
+        std::mem::swap(&mut self.dirty, into);
+        for &id in into.iter() {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.dirty = false;
+            }
+        }
+    }
+
+    /// The bytes connection `id` is owed (empty if none, or if it is gone).
+    pub fn output(&self, id: ConnId) -> &[u8] {
+        self.sessions
+            .get(id)
+            .map(|s| s.out.unsent())
+            .unwrap_or_default()
+    }
+
+    /// `n` bytes of [`Engine::output`] were written.
+    pub fn written(&mut self, id: ConnId, n: usize) {
+        if let Some(session) = self.sessions.get_mut(id) {
+            self.totals.bytes_sent += n as u64;
+            session.out.consume(n, &mut self.pool);
+        }
+    }
+
+    /// The driver wrote all the socket would take of [`Engine::output`]:
+    /// either everything (what comes after the output happens now), or the
+    /// socket is full (ask for WRITABLE; close a reader that let too much
+    /// pile up).
+    pub fn flushed(&mut self, id: ConnId) {
+        let Some(session) = self.sessions.get(id) else {
+            return;
+        };
+        if session.out.is_empty() {
+            self.drained(id);
+        } else {
+            self.write_blocked(id);
+        }
+    }
+
+    /// Everything owed went out.
+    fn drained(&mut self, id: ConnId) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if session.wants_writable {
+            session.wants_writable = false;
+            self.actions.push_back((id, Action::Writable(false)));
+        }
+        match session.phase() {
+            Phase::Http { paused: true, .. } => self.resume(id),
+            Phase::Draining { peer_closed, .. } => {
+                let close = *peer_closed || self.shutdown_deadline_ms.is_some();
+                if session.shut_write() {
+                    self.actions.push_back((id, Action::ShutdownWrite));
+                }
+                if close {
+                    // Nothing is left to wait for.
+                    self.close_now(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn write_blocked(&mut self, id: ConnId) {
+        let cap = self.config.effective_max_output();
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        if !session.wants_writable {
+            session.wants_writable = true;
+            self.actions.push_back((id, Action::Writable(true)));
+        }
+        let unsent = session.out.unsent_len();
+        if unsent <= cap {
+            return;
+        }
+        match session.phase() {
+            Phase::Open { .. } => {
+                log::warn!("connection {id}: {unsent} bytes unsent, closing slow reader");
+                self.totals.slow_readers_closed += 1;
+                self.fail(id, crate::ws::status::POLICY_VIOLATION, "too slow to read");
+            }
+            // Pipelining pauses long before this; a client that still
+            // gets here reads nothing at all.
+            Phase::Http { .. } => self.close_now(id),
+            // Already closing: the close wait ends it.
+            Phase::Closing { .. } | Phase::Draining { .. } => {}
+        }
+    }
+
+    /// The next thing for the driver to do, in order.
+    pub fn poll_action(&mut self) -> Option<(ConnId, Action)> {
+        self.actions.pop_front()
+    }
+
+    // ---- time --------------------------------------------------------
+
+    /// The earliest time [`Engine::handle_timeout`] is due, if any.
+    pub fn next_deadline(&self) -> Option<u64> {
+        [
+            self.wheel.next_wake_ms(),
+            self.chat.next_deadline(),
+            self.shutdown_deadline_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now_ms`.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        self.fire_timers();
+    }
+
+    // ---- shutdown ----------------------------------------------------
+
+    /// SIGTERM: every session gets close 1001, HTTP connections finish
+    /// their answers; partners are not told that their stranger left,
+    /// since they are going too. Accepts are refused from now on.
+    pub fn begin_shutdown(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        if self.shutdown_deadline_ms.is_some() {
+            return;
+        }
+        self.shutdown_deadline_ms = Some(now_ms + duration_ms(self.config.shutdown_grace));
+        let ids: Vec<ConnId> = self.sessions.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.leave_chat_silently(id);
+            let Some(session) = self.sessions.get(id) else {
+                continue;
+            };
+            match session.phase() {
+                Phase::Open { .. } => self.go_away(id, "server shutting down"),
+                Phase::Http { .. } if session.out.is_empty() => self.close_now(id),
+                Phase::Http { .. } => self.drain(id),
+                Phase::Closing { .. } => {}
+                Phase::Draining { .. } if session.out.is_empty() => self.close_now(id),
+                Phase::Draining { .. } => {}
+            }
+        }
+    }
+
+    /// Shutdown is over: every connection is gone or the grace has passed.
+    pub fn shutdown_complete(&self, now_ms: u64) -> bool {
+        self.shutdown_deadline_ms
+            .is_some_and(|deadline| self.sessions.is_empty() || now_ms >= deadline)
+    }
+
+    // ---- closing -----------------------------------------------------
+
+    /// Drops the connection now (the peer is gone, or has had its chance).
+    fn close_now(&mut self, id: ConnId) {
+        if !self.sessions.contains(id) {
+            return;
+        }
+        self.leave_chat(id);
+        if let Some(session) = self.sessions.try_remove(id) {
+            session.release(&mut self.pool);
+            self.actions.push_back((id, Action::Close));
+        }
+    }
+
+    /// Answers are out once flushed; then our FIN; then wait for the
+    /// peer's (or the close wait).
+    fn drain(&mut self, id: ConnId) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        session.start_draining(self.now_ms, &mut self.pool);
+        self.mark_dirty(id);
+        self.arm(id, self.now_ms + duration_ms(self.config.close_timeout));
+    }
+
+    fn resume(&mut self, id: ConnId) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        session.set_paused(false);
+        // Requests already read wait in the leftover: answer them now.
+        let mut kept = session.take_leftover();
+        if !kept.is_empty() {
+            self.consume_input(id, &mut kept);
+        }
+        if self.wants_input(id) {
+            self.actions.push_back((id, Action::Resume));
+        }
+    }
+
+    // ---- shared helpers ------------------------------------------------
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(session) = self.sessions.get_mut(id) {
+            if !session.dirty {
+                session.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Appends one frame to the connection's output.
+    fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
+        if let Some(session) = self.sessions.get_mut(id) {
+            encode::write_frame(session.out.writer(&mut self.pool), opcode, payload);
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Splits off the pairing machine and a mailer that delivers its
+    /// messages into connections' output.
+    fn mailer(&mut self) -> (&mut Pairing, Mailer<'_>) {
+        (
+            &mut self.chat,
+            Mailer {
+                sessions: &mut self.sessions,
+                pool: &mut self.pool,
+                dirty: &mut self.dirty,
+                scratch: &mut self.scratch,
+            },
+        )
+    }
+
+    /// The chat forgets the client; its partner is told it left.
+    fn leave_chat(&mut self, id: ConnId) {
+        if self.sessions.get(id).is_some_and(Session::is_chatting) {
+            let now = self.now_ms;
+            let (chat, mut mailer) = self.mailer();
+            chat.on_disconnect(id, now, &mut mailer);
+        }
+    }
+
+    /// The chat forgets the client without telling anyone (shutdown).
+    fn leave_chat_silently(&mut self, id: ConnId) {
+        if self.sessions.get(id).is_some_and(Session::is_chatting) {
+            self.chat.on_disconnect(id, self.now_ms, &mut Discard);
+        }
+    }
+}
+
+/// Delivers chat messages as text frames to open chat sessions.
+struct Mailer<'a> {
+    sessions: &'a mut Slab<Session>,
+    pool: &'a mut BufferPool,
+    dirty: &'a mut Vec<ConnId>,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl Outbox for Mailer<'_> {
+    fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>) {
+        let Some(session) = self.sessions.get_mut(to) else {
+            return;
+        };
+        if !session.is_chatting() {
+            return;
+        }
+        self.scratch.clear();
+        protocol::write_json(self.scratch, msg);
+        encode::write_frame(session.out.writer(self.pool), OpCode::Text, self.scratch);
+        if !session.dirty {
+            session.dirty = true;
+            self.dirty.push(to);
+        }
+    }
+}
+
+/// An outbox that delivers nothing (clients leaving at shutdown).
+struct Discard;
+
+impl Outbox for Discard {
+    fn send(&mut self, _to: ClientId, _msg: &ServerMsg<'_>) {}
+}
+
+fn duration_ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
