@@ -63,12 +63,29 @@ pub struct Request<'a> {
     pub head_len: usize,
 }
 
+/// Why a request head cannot be answered normally; each maps to one
+/// status ([`HttpError::status`], in `response.rs`) and a closed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {
+    /// Does not parse, or breaks a rule of the head (400).
     BadRequest,
+    /// Over the head limit before the request line ended (414).
     UriTooLong,
+    /// Over the head limit, or over [`MAX_HEADERS`] headers (431).
     HeadTooLarge,
 }
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HttpError::BadRequest => "malformed request head",
+            HttpError::UriTooLong => "request line over the head limit",
+            HttpError::HeadTooLarge => "request head over the limit",
+        })
+    }
+}
+
+impl std::error::Error for HttpError {}
 
 /// How many headers a request may carry; one more is `HeadTooLarge`.
 /// The array lives on the stack for the duration of one parse.
@@ -647,6 +664,17 @@ mod tests {
                 let _ = parse_request(&noise[..i], max);
             }
         }
+    }
+
+    #[test]
+    fn errors_say_what_went_wrong() {
+        let e: Box<dyn std::error::Error> = Box::new(HttpError::UriTooLong);
+        assert_eq!(e.to_string(), "request line over the head limit");
+        assert_eq!(HttpError::BadRequest.to_string(), "malformed request head");
+        assert_eq!(
+            HttpError::HeadTooLarge.to_string(),
+            "request head over the limit"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use super::routes::{self, Endpoint, Page, Route};
 use super::timer::TimerWheel;
 use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg};
+use crate::http::parse_request;
 use crate::http::response::{self, Connection as HttpConnection, Status};
-use crate::http::{parse_request, HttpError};
 use crate::ws::{self, encode, handshake, Decoder, Message, OpCode, Role};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -443,12 +443,7 @@ impl Core {
             Ok(None) => return HttpStep::NeedMore,
             Ok(Some(req)) => req,
             Err(e) => {
-                let status = match e {
-                    HttpError::BadRequest => Status::BadRequest,
-                    HttpError::UriTooLong => Status::UriTooLong,
-                    HttpError::HeadTooLarge => Status::HeadTooLarge,
-                };
-                self.refuse(token, status, HttpConnection::Close);
+                self.refuse(token, e.status(), HttpConnection::Close);
                 return HttpStep::Stop;
             }
         };
@@ -570,25 +565,11 @@ impl Core {
     }
 
     fn refuse(&mut self, token: usize, status: Status, connection: HttpConnection) {
-        let extra: &[(&str, &str)] = match status {
-            Status::MethodNotAllowed => &[("Allow", "GET, HEAD")],
-            Status::UpgradeRequired => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
-            _ => &[],
-        };
-        let body = format_reason(status);
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
         self.pool.ensure(&mut conn.out);
-        response::write_response(
-            &mut conn.out,
-            status,
-            "text/plain; charset=utf-8",
-            body.as_bytes(),
-            false,
-            connection,
-            extra,
-        );
+        response::write_error(&mut conn.out, status, connection);
         self.totals.count_status(status as u16);
         self.after_response(token, connection);
     }
@@ -1069,22 +1050,6 @@ fn mark_dirty(conn: &mut Connection, token: usize, dirty: &mut Vec<usize>) {
     if !conn.dirty {
         conn.dirty = true;
         dirty.push(token);
-    }
-}
-
-fn format_reason(status: Status) -> &'static str {
-    match status {
-        Status::BadRequest => "Bad Request\n",
-        Status::Forbidden => "Forbidden\n",
-        Status::NotFound => "Not Found\n",
-        Status::MethodNotAllowed => "Method Not Allowed\n",
-        Status::UriTooLong => "URI Too Long\n",
-        Status::UpgradeRequired => {
-            "Upgrade Required: this endpoint speaks WebSocket (version 13)\n"
-        }
-        Status::HeadTooLarge => "Request Header Fields Too Large\n",
-        Status::ServiceUnavailable => "Service Unavailable\n",
-        Status::Ok | Status::SwitchingProtocols => "",
     }
 }
 
