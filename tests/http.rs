@@ -127,6 +127,53 @@ fn oversized_heads_get_431_or_414() {
     assert_eq!(r.status, 414);
 }
 
+/// Every `Connection` header line of a response.
+fn connection_lines(r: &Response) -> Vec<&str> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn upgrade_required_names_upgrade_in_one_connection_header() {
+    let server = ServerProcess::start(&[]);
+    // A plain GET of the WebSocket endpoint, then an upgrade in another
+    // version, on one keep-alive connection; then HTTP/1.0 keep-alive and
+    // a closing request, each on its own.
+    let mut s = connect(server.addr);
+    let v8 = upgrade_request(
+        "/echo",
+        &format!("Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n"),
+    );
+    write!(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n{v8}").unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let r = read_response(&mut s, &mut buf, false);
+        assert_eq!(r.status, 426);
+        assert_eq!(connection_lines(&r), ["Upgrade"]);
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    }
+    for (req, value) in [
+        (
+            "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "keep-alive, Upgrade",
+        ),
+        (
+            "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "close, Upgrade",
+        ),
+    ] {
+        let mut s = connect(server.addr);
+        s.write_all(req.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, 426, "{req}");
+        assert_eq!(connection_lines(&r), [value], "{req}");
+    }
+}
+
 #[test]
 fn absolute_form_targets_are_routed_by_their_path() {
     let server = ServerProcess::start(&[]);

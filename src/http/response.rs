@@ -127,6 +127,18 @@ impl Connection {
             Connection::Close => b"Connection: close\r\n",
         }
     }
+
+    /// The header line for an answer that carries an `Upgrade` header
+    /// (426): `Upgrade` is hop-by-hop, so `Connection` must name it (RFC
+    /// 9110 §7.8), in the same one line that says how the connection goes
+    /// on: a second `Connection` line would be legal but easy to misread.
+    pub fn upgrade_header_line(self) -> &'static [u8] {
+        match self {
+            Connection::KeepAlive11 => b"Connection: Upgrade\r\n",
+            Connection::KeepAlive10 => b"Connection: keep-alive, Upgrade\r\n",
+            Connection::Close => b"Connection: close, Upgrade\r\n",
+        }
+    }
 }
 
 /// Appends a complete response. `head_only` (HEAD requests) sends the
@@ -146,6 +158,28 @@ pub fn write_response(
     connection: Connection,
     extra_headers: &[(&str, &str)],
 ) {
+    let connection_line = connection.header_line();
+    write_with(
+        out,
+        status,
+        content_type,
+        body,
+        head_only,
+        connection_line,
+        extra_headers,
+    );
+}
+
+/// [`write_response`] with the `Connection` header line given whole.
+fn write_with(
+    out: &mut Vec<u8>,
+    status: Status,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+    connection_line: &[u8],
+    extra_headers: &[(&str, &str)],
+) {
     out.extend_from_slice(status.status_line());
     if !content_type.is_empty() {
         out.extend_from_slice(b"Content-Type: ");
@@ -156,7 +190,7 @@ pub fn write_response(
     let mut digits = [0u8; 20];
     out.extend_from_slice(format_decimal(body.len() as u64, &mut digits));
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(connection.header_line());
+    out.extend_from_slice(connection_line);
     for (name, value) in extra_headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -171,26 +205,29 @@ pub fn write_response(
 
 /// Appends an error answer: the status line, `text/plain` with
 /// [`Status::error_body`], and the headers the status calls for: `Allow`
-/// for 405 (RFC 9110 §15.5.6), `Sec-WebSocket-Version` and `Upgrade` for
-/// 426 (RFC 6455 §4.4, RFC 9110 §15.5.22).
+/// for 405 (RFC 9110 §15.5.6); `Sec-WebSocket-Version`, `Upgrade` and
+/// `Upgrade` in `Connection` for 426 (RFC 6455 §4.4, RFC 9110 §15.5.22).
 ///
 /// The body goes out even when the request was HEAD, which RFC 9110 §9.3.2
 /// forbids: a keep-alive HEAD client then reads it as the start of the
 /// next response. Not fixed here, since it changes bytes on the wire; it
 /// needs a `head_only` argument from the caller.
 pub fn write_error(out: &mut Vec<u8>, status: Status, connection: Connection) {
-    let extra: &[(&str, &str)] = match status {
-        Status::MethodNotAllowed => &[("Allow", "GET, HEAD")],
-        Status::UpgradeRequired => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
-        _ => &[],
+    let (connection_line, extra): (_, &[(&str, &str)]) = match status {
+        Status::MethodNotAllowed => (connection.header_line(), &[("Allow", "GET, HEAD")]),
+        Status::UpgradeRequired => (
+            connection.upgrade_header_line(),
+            &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
+        ),
+        _ => (connection.header_line(), &[]),
     };
-    write_response(
+    write_with(
         out,
         status,
         "text/plain; charset=utf-8",
         status.error_body().as_bytes(),
         false,
-        connection,
+        connection_line,
         extra,
     );
 }
@@ -436,9 +473,42 @@ mod tests {
         assert_eq!(
             error(Status::UpgradeRequired, Connection::KeepAlive11),
             "HTTP/1.1 426 Upgrade Required\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: 62\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n\r\n\
+             Content-Length: 62\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n\r\n\
              Upgrade Required: this endpoint speaks WebSocket (version 13)\n"
         );
+    }
+
+    #[test]
+    fn upgrade_required_has_one_connection_line_naming_upgrade() {
+        for (connection, value) in [
+            (Connection::KeepAlive11, "Upgrade"),
+            (Connection::KeepAlive10, "keep-alive, Upgrade"),
+            (Connection::Close, "close, Upgrade"),
+        ] {
+            let mut out = Vec::new();
+            write_error(&mut out, Status::UpgradeRequired, connection);
+            let text = String::from_utf8(out).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            let lines: Vec<&str> = head
+                .lines()
+                .filter(|l| l.to_ascii_lowercase().starts_with("connection:"))
+                .collect();
+            assert_eq!(lines, [format!("Connection: {value}")], "{connection:?}");
+            assert!(head.lines().any(|l| l == "Upgrade: websocket"), "{head}");
+            assert!(
+                head.lines().any(|l| l == "Sec-WebSocket-Version: 13"),
+                "{head}"
+            );
+        }
+        // No other error answer names Upgrade.
+        for &status in Status::ALL {
+            if status != Status::UpgradeRequired {
+                let mut out = Vec::new();
+                write_error(&mut out, status, Connection::KeepAlive11);
+                assert!(!String::from_utf8(out).unwrap().contains("Upgrade"));
+            }
+        }
     }
 
     #[test]
