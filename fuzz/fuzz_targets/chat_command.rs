@@ -265,7 +265,7 @@ fuzz_target!(|data: &[u8]| {
                 match pairing.on_text(id, text, now, &mut out) {
                     Ok(()) => (Some(id), None),
                     Err(v) => {
-                        assert_eq!(v.code, 1008);
+                        assert_eq!(v.code.as_u16(), 1008);
                         assert!(out.0.is_empty());
                         // The loop closes the connection, then disconnects.
                         pairing.on_disconnect(id, now, &mut out);

@@ -34,7 +34,7 @@ pub trait Outbox {
 /// A client broke a rule that ends its session: close with this code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Violation {
-    pub code: u16,
+    pub code: crate::ws::CloseCode,
     pub reason: &'static str,
 }
 

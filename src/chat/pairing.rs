@@ -306,7 +306,7 @@ impl Pairing {
             Verdict::Close => {
                 self.metrics.rate_limit_closes += 1;
                 return Err(Violation {
-                    code: 1008,
+                    code: crate::ws::CloseCode::POLICY_VIOLATION,
                     reason: "rate limit exceeded",
                 });
             }

@@ -770,7 +770,7 @@ fn rate_limit_hard_closes_at_10x() {
     let relayed = c.take().iter().filter(|(to, _)| *to == 1).count();
     assert_eq!(relayed, 20);
     let err = c.try_send(0, "x");
-    assert_eq!(err.map_err(|v| v.code), Err(1008));
+    assert_eq!(err.map_err(|v| v.code.as_u16()), Err(1008));
     assert_eq!(c.p.metrics().rate_limit_closes, 1);
     // The loop then reports the disconnect.
     assert_eq!(c.drop_client(0), vec![(1, left("disconnected"))]);

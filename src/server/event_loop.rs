@@ -15,7 +15,7 @@ use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg};
 use crate::http::parse_request;
 use crate::http::response::{self, Connection as HttpConnection, Status};
-use crate::ws::{self, encode, handshake, Decoder, Message, OpCode, Role};
+use crate::ws::{encode, handshake, CloseCode, Decoder, Message, OpCode, Role};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -609,8 +609,8 @@ impl Core {
                     break;
                 }
                 Err(e) => {
-                    debug!("connection {token}: {} ({})", e.reason, e.code);
-                    self.fail(token, e.code, e.reason);
+                    debug!("connection {token}: {} ({})", e.reason(), e.close_code());
+                    self.fail(token, e.close_code(), e.reason());
                     pos = buf.len();
                     break;
                 }
@@ -680,7 +680,7 @@ impl Core {
             Message::Binary(_) if state == State::Chat => {
                 self.fail(
                     token,
-                    ws::status::UNSUPPORTED_DATA,
+                    CloseCode::UNSUPPORTED_DATA,
                     "binary messages are not chat",
                 );
                 return false;
@@ -721,7 +721,7 @@ impl Core {
 
     /// Fails a WebSocket connection: close frame with `code` after all
     /// output already owed, then wait for the peer's close frame.
-    fn fail(&mut self, token: usize, code: u16, reason: &str) {
+    fn fail(&mut self, token: usize, code: CloseCode, reason: &str) {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
@@ -730,10 +730,10 @@ impl Core {
         }
         if matches!(
             code,
-            ws::status::PROTOCOL_ERROR
-                | ws::status::UNSUPPORTED_DATA
-                | ws::status::INVALID_PAYLOAD
-                | ws::status::MESSAGE_TOO_BIG
+            CloseCode::PROTOCOL_ERROR
+                | CloseCode::UNSUPPORTED_DATA
+                | CloseCode::INVALID_PAYLOAD
+                | CloseCode::MESSAGE_TOO_BIG
         ) {
             self.totals.protocol_errors += 1;
         }
@@ -800,7 +800,7 @@ impl Core {
             };
             match conn.state {
                 State::Echo | State::Chat => {
-                    self.fail(t, ws::status::GOING_AWAY, "server shutting down")
+                    self.fail(t, CloseCode::GOING_AWAY, "server shutting down")
                 }
                 State::Http if conn.out.is_empty() => self.close_now(t),
                 State::Http => self.start_draining(t),
@@ -888,7 +888,7 @@ impl Core {
                 conn.out.len()
             );
             self.totals.slow_readers_closed += 1;
-            self.fail(token, ws::status::POLICY_VIOLATION, "too slow to read");
+            self.fail(token, CloseCode::POLICY_VIOLATION, "too slow to read");
         }
     }
 
@@ -950,7 +950,7 @@ impl Core {
             State::Http => self.arm(token, mark + handshake),
             State::Echo | State::Chat if since >= idle => {
                 self.totals.idle_closed += 1;
-                self.fail(token, ws::status::GOING_AWAY, "idle timeout");
+                self.fail(token, CloseCode::GOING_AWAY, "idle timeout");
             }
             State::Echo | State::Chat if since >= idle / 2 => {
                 if let Some(conn) = self.conns.get_mut(token) {
