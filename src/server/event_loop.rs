@@ -672,8 +672,8 @@ impl Core {
             }
             Message::Text(payload) if state == State::Chat => {
                 let (chat, mut mailer) = self.mailer();
-                if let Err(v) = chat.on_text(token, payload, mailer.now_ms, &mut mailer) {
-                    self.fail(token, v.code, v.reason);
+                if let Err(e) = chat.on_text(token, payload, mailer.now_ms, &mut mailer) {
+                    self.fail(token, e.close_code(), e.reason());
                     return false;
                 }
             }
