@@ -1,10 +1,32 @@
 //! Server settings: every limit PROTOCOL.md names, with its default.
+//!
+//! The defaults of the command-line options are the `DEFAULT_*` constants
+//! below, used both by [`Config::default`] and by the `clap` attributes in
+//! `main.rs`, so `--help` and a `Config` built in code cannot disagree.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+/// `--listen`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 10000));
+/// `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// `--max-message-size` (PROTOCOL.md, "Limits").
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// `--handshake-timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--idle-timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--interest-wait`.
+pub const DEFAULT_INTEREST_WAIT: Duration = Duration::from_secs(5);
+/// `--rate-limit`: the chat's own default.
+pub const DEFAULT_RATE_LIMIT: u64 = crate::chat::pairing::DEFAULT_RATE_PER_SEC;
+/// `--busy-poll`: off.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+
 /// Everything the engine and its driver need to know from the command line.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
     /// Connections over this are accepted and closed at once.
@@ -35,24 +57,22 @@ pub struct Config {
     pub busy_poll: Duration,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
-
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 10000)),
-            max_connections: 100_000,
-            max_message_size: 64 * 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            listen: DEFAULT_LISTEN,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             allowed_origins: Vec::new(),
-            interest_wait: Duration::from_secs(5),
-            rate_limit: crate::chat::pairing::DEFAULT_RATE_PER_SEC,
-            max_head: 8 * 1024,
+            interest_wait: DEFAULT_INTEREST_WAIT,
+            rate_limit: DEFAULT_RATE_LIMIT,
+            max_head: crate::http::DEFAULT_MAX_HEAD,
             max_output: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
-            busy_poll: Duration::ZERO,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -1,9 +1,14 @@
 //! `chat`: the command line. Everything else lives in the library.
 
-use chat::config::{parse_busy_poll, parse_duration, DEFAULT_LISTEN};
+use chat::config::{
+    parse_busy_poll, parse_duration, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT,
+};
 use chat::server::{Config, Server};
 use clap::Parser;
 use log::{info, warn};
+use std::fmt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,28 +20,28 @@ use std::time::Duration;
 #[command(name = "chat", version, about, long_about = None, allow_negative_numbers = true)]
 struct Cli {
     /// Address to listen on (page at http://ADDR/, echo at ws://ADDR/echo).
-    #[arg(long, env = "CHAT_LISTEN", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    #[arg(long, env = "CHAT_LISTEN", default_value_t = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: SocketAddr,
 
     /// Open connections at most; more are closed at once.
-    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 100_000, value_name = "N",
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS as u64, value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
 
     /// Largest WebSocket message in bytes (after reassembly); larger: close 1009.
-    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = 65_536, value_name = "BYTES",
+    #[arg(long, env = "CHAT_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE as u64, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(125..=1 << 30))]
     max_message_size: u64,
 
     /// A request head must be complete within this (e.g. 10, 2.5s, 500ms).
-    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10", value_name = "SECONDS",
-          value_parser = parse_duration)]
-    handshake_timeout: Duration,
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = Seconds(DEFAULT_HANDSHAKE_TIMEOUT),
+          value_name = "SECONDS", value_parser = seconds)]
+    handshake_timeout: Seconds,
 
     /// WebSocket silence: ping after half of it, close 1001 after all of it.
-    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value = "60", value_name = "SECONDS",
-          value_parser = parse_duration)]
-    idle_timeout: Duration,
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = Seconds(DEFAULT_IDLE_TIMEOUT),
+          value_name = "SECONDS", value_parser = seconds)]
+    idle_timeout: Seconds,
 
     /// Allowed `Origin` for WebSocket upgrades (repeatable; env: comma-separated).
     /// When given, other origins get 403.
@@ -49,21 +54,61 @@ struct Cli {
     allowed_origin: Vec<String>,
 
     /// How long a client with interests waits for a match before taking anyone.
-    #[arg(long, env = "CHAT_INTEREST_WAIT", default_value = "5", value_name = "SECONDS",
-          value_parser = parse_duration)]
-    interest_wait: Duration,
+    #[arg(long, env = "CHAT_INTEREST_WAIT", default_value_t = Seconds(DEFAULT_INTEREST_WAIT),
+          value_name = "SECONDS", value_parser = seconds)]
+    interest_wait: Seconds,
 
     /// Chat messages a client may send per second, in bursts of twice that;
     /// over it they are dropped (`rate_limited`), at 10x the session is closed 1008.
-    #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = 10, value_name = "PER_SECOND",
+    #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = DEFAULT_RATE_LIMIT, value_name = "PER_SECOND",
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     rate_limit: u64,
 
     /// After a turn with events, keep polling this long (e.g. 200us, 0.5ms)
     /// before sleeping: lower wake-up latency for more CPU. 0 = off.
-    #[arg(long, env = "CHAT_BUSY_POLL", default_value = "0", value_name = "DURATION",
-          value_parser = parse_busy_poll)]
-    busy_poll: Duration,
+    #[arg(long, env = "CHAT_BUSY_POLL", default_value_t = Seconds(DEFAULT_BUSY_POLL),
+          value_name = "DURATION", value_parser = busy_poll_seconds)]
+    busy_poll: Seconds,
+}
+
+impl Cli {
+    /// The server settings the options ask for; the rest are defaults.
+    fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            max_message_size: usize::try_from(self.max_message_size).unwrap_or(usize::MAX),
+            handshake_timeout: self.handshake_timeout.0,
+            idle_timeout: self.idle_timeout.0,
+            allowed_origins: self.allowed_origin,
+            interest_wait: self.interest_wait.0,
+            rate_limit: self.rate_limit,
+            busy_poll: self.busy_poll.0,
+            ..Config::default()
+        }
+    }
+}
+
+/// A duration option's value. clap shows a `default_value_t` through
+/// `Display` and parses that text back, so the default can be the
+/// `config::DEFAULT_*` constant itself: printed as seconds (`10`, `0.0002`,
+/// `0`), which `parse_duration` and `parse_busy_poll` read back exactly
+/// for whole and decimal seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seconds(Duration);
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
+fn seconds(text: &str) -> Result<Seconds, String> {
+    parse_duration(text).map(Seconds)
+}
+
+fn busy_poll_seconds(text: &str) -> Result<Seconds, String> {
+    parse_busy_poll(text).map(Seconds)
 }
 
 fn main() -> ExitCode {
@@ -85,29 +130,19 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     raise_fd_limit();
 
-    let config = Config {
-        listen: cli.listen,
-        max_connections: usize::try_from(cli.max_connections).unwrap_or(usize::MAX),
-        max_message_size: usize::try_from(cli.max_message_size).unwrap_or(usize::MAX),
-        handshake_timeout: cli.handshake_timeout,
-        idle_timeout: cli.idle_timeout,
-        allowed_origins: cli.allowed_origin,
-        interest_wait: cli.interest_wait,
-        rate_limit: cli.rate_limit,
-        busy_poll: cli.busy_poll,
-        ..Config::default()
-    };
+    let config = cli.into_config();
+    let listen = config.listen;
     let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("chat: cannot listen on {}: {e}", cli.listen);
+            eprintln!("chat: cannot listen on {listen}: {e}");
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = server.handle_signals() {
         warn!("cannot handle SIGINT/SIGTERM: {e}");
     }
-    let addr = server.local_addr().unwrap_or(cli.listen);
+    let addr = server.local_addr().unwrap_or(listen);
     let page_host = if addr.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), addr.port())
     } else {
@@ -147,4 +182,74 @@ fn raise_fd_limit() {
         }
     }
     info!("file descriptor limit: {}", limit.rlim_cur);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `Cli` parsed from `args` with every `CHAT_*` variable ignored, so
+    /// the test does not depend on the environment it runs in.
+    fn parse(args: &[&str]) -> Cli {
+        let command = Cli::command().mut_args(|a| a.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(std::iter::once("chat").chain(args.iter().copied()))
+            .unwrap();
+        Cli::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn no_arguments_give_the_default_config() {
+        assert_eq!(parse(&[]).into_config(), Config::default());
+    }
+
+    #[test]
+    fn options_reach_the_config() {
+        let config = parse(&[
+            "--listen=127.0.0.2:1",
+            "--max-connections=7",
+            "--max-message-size=125",
+            "--handshake-timeout=2.5",
+            "--idle-timeout=500ms",
+            "--allowed-origin=https://a",
+            "--interest-wait=1",
+            "--rate-limit=3",
+            "--busy-poll=200us",
+        ])
+        .into_config();
+        let want = Config {
+            listen: "127.0.0.2:1".parse().unwrap(),
+            max_connections: 7,
+            max_message_size: 125,
+            handshake_timeout: Duration::from_millis(2500),
+            idle_timeout: Duration::from_millis(500),
+            allowed_origins: vec!["https://a".to_string()],
+            interest_wait: Duration::from_secs(1),
+            rate_limit: 3,
+            busy_poll: Duration::from_micros(200),
+            ..Config::default()
+        };
+        assert_eq!(config, want);
+    }
+
+    #[test]
+    fn seconds_print_what_the_parsers_read_back() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_micros(200),
+            Duration::from_millis(2500),
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+        ] {
+            let text = Seconds(d).to_string();
+            if !d.is_zero() {
+                assert_eq!(seconds(&text), Ok(Seconds(d)), "{text}");
+            }
+            if d <= Duration::from_secs(1) {
+                assert_eq!(busy_poll_seconds(&text), Ok(Seconds(d)), "{text}");
+            }
+        }
+        assert_eq!(Seconds(Duration::from_secs(10)).to_string(), "10");
+    }
 }

@@ -91,7 +91,7 @@ fn http10_keep_alive_and_close() {
 
     // HTTP/1.1 with Connection: close.
     let mut s = connect(server.addr);
-    s.write_all(b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(r.header("connection"), Some("close"));
@@ -125,6 +125,112 @@ fn oversized_heads_get_431_or_414() {
     let _ = write!(s, "GET /{long_path} HTTP/1.1\r\n\r\n");
     let r = read_response(&mut s, &mut Vec::new(), false);
     assert_eq!(r.status, 414);
+}
+
+/// Every `Connection` header line of a response.
+fn connection_lines(r: &Response) -> Vec<&str> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+#[test]
+fn upgrade_required_names_upgrade_in_one_connection_header() {
+    let server = ServerProcess::start(&[]);
+    // A plain GET of the WebSocket endpoint, then an upgrade in another
+    // version, on one keep-alive connection; then HTTP/1.0 keep-alive and
+    // a closing request, each on its own.
+    let mut s = connect(server.addr);
+    let v8 = upgrade_request(
+        "/echo",
+        &format!("Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {KEY}\r\n"),
+    );
+    write!(s, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n{v8}").unwrap();
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        let r = read_response(&mut s, &mut buf, false);
+        assert_eq!(r.status, 426);
+        assert_eq!(connection_lines(&r), ["Upgrade"]);
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    }
+    for (req, value) in [
+        (
+            "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "keep-alive, Upgrade",
+        ),
+        (
+            "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "close, Upgrade",
+        ),
+    ] {
+        let mut s = connect(server.addr);
+        s.write_all(req.as_bytes()).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, 426, "{req}");
+        assert_eq!(connection_lines(&r), [value], "{req}");
+    }
+}
+
+#[test]
+fn absolute_form_targets_are_routed_by_their_path() {
+    let server = ServerProcess::start(&[]);
+    let mut s = connect(server.addr);
+    let authority = server.addr;
+    write!(
+        s,
+        "GET http://{authority}/stats?x=1 HTTP/1.1\r\nHost: {authority}\r\n\r\n\
+         HEAD HTTP://{authority}/healthz HTTP/1.1\r\nHost: {authority}\r\n\r\n\
+         GET http://{authority}/nope HTTP/1.1\r\nHost: {authority}\r\n\r\n\
+         GET * HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["online"], 0, "{v}");
+    let r = read_response(&mut s, &mut buf, true);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("3")));
+    assert_eq!(read_response(&mut s, &mut buf, false).status, 404);
+    assert_eq!(read_response(&mut s, &mut buf, false).status, 404);
+}
+
+#[test]
+fn http11_without_host_gets_400_then_close() {
+    let server = ServerProcess::start(&[]);
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false);
+    assert_eq!(r.status, 400);
+    assert!(read_until_closed(&mut s).is_some());
+    // HTTP/1.0 may leave it out.
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).status, 200);
+}
+
+#[test]
+fn upgrade_with_a_body_gets_400_then_close() {
+    let server = ServerProcess::start(&[]);
+    for body_header in ["Content-Length: 6\r\n", "Transfer-Encoding: chunked\r\n"] {
+        let mut s = connect(server.addr);
+        let head = upgrade_request(
+            "/echo",
+            &format!("Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n{body_header}"),
+        );
+        // The "body" is a masked text frame: after a 101 it would be echoed.
+        let mut req = head.into_bytes();
+        req.extend_from_slice(&[0x81, 0x80, 1, 2, 3, 4]);
+        s.write_all(&req).unwrap();
+        let r = read_response(&mut s, &mut Vec::new(), false);
+        assert_eq!(r.status, 400, "{body_header}");
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(read_until_closed(&mut s), Some(Vec::new()), "{body_header}");
+    }
 }
 
 fn upgrade_request(path: &str, extra: &str) -> String {

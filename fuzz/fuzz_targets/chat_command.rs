@@ -15,7 +15,7 @@
 
 use chat::chat::pairing::ChatConfig;
 use chat::chat::protocol::{parse_client, ClientMsg, MAX_TAGS, MAX_TAG_CHARS, MAX_TEXT_BYTES};
-use chat::chat::{ClientId, Outbox, Pairing, ServerMsg};
+use chat::chat::{ClientId, Outbox, Pairing, ServerMsg, SessionError};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
@@ -264,8 +264,8 @@ fuzz_target!(|data: &[u8]| {
                 };
                 match pairing.on_text(id, text, now, &mut out) {
                     Ok(()) => (Some(id), None),
-                    Err(v) => {
-                        assert_eq!(v.code, 1008);
+                    Err(e) => {
+                        assert_eq!(e, SessionError::Flooding);
                         assert!(out.0.is_empty());
                         // The loop closes the connection, then disconnects.
                         pairing.on_disconnect(id, now, &mut out);

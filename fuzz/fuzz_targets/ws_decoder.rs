@@ -13,7 +13,7 @@
 //! failure code, if any) are the same however the stream is split.
 #![no_main]
 
-use chat::ws::{Decoder, Message, Role};
+use chat::ws::{CloseCode, Decoder, Message, Role};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: [usize; 8] = [0, 1, 125, 126, 1000, 65_535, 65_536, 1 << 20];
@@ -63,7 +63,7 @@ fn run(role: Role, max: usize, stream: &[u8], cuts: &[usize]) -> Vec<Ev> {
                         }
                         Message::Close(code, reason) => {
                             assert!(reason.len() <= 123);
-                            events.push(Ev::Close(code, reason.to_string()));
+                            events.push(Ev::Close(code.map(CloseCode::as_u16), reason.to_string()));
                             return events;
                         }
                     };
@@ -74,7 +74,7 @@ fn run(role: Role, max: usize, stream: &[u8], cuts: &[usize]) -> Vec<Ev> {
                     break;
                 }
                 Err(e) => {
-                    events.push(Ev::Fail(e.code));
+                    events.push(Ev::Fail(e.close_code().as_u16()));
                     return events;
                 }
             }

@@ -6,19 +6,22 @@
 //! * `on_connect` when a WebSocket session on `/` opens, with the raw query
 //!   string of the request without `?` (`interests=music,rust&x=1`), or
 //!   `None`; `Pairing` finds, decodes and checks `interests` itself.
-//! * `on_text` for every text message from that client. `Err(Violation)`
-//!   means: close the connection with that code (1008 for sustained
-//!   flooding); the loop then calls `on_disconnect`.
+//! * `on_text` for every text message from that client. `Err(e)` (a
+//!   [`SessionError`]) means: close the connection with `e.close_code()`
+//!   and `e.reason()` (1008 for sustained flooding); the loop then calls
+//!   `on_disconnect`.
 //! * `on_disconnect` exactly once when the client goes away for any reason.
 //! * `next_deadline()` is the earliest time `on_tick` must be called (the
 //!   interest-wait fallback); the loop folds it into its poll timeout.
 //! * Every `Outbox::send` call is one text frame to that client, in order.
 
+pub mod error;
 pub mod pairing;
 pub mod protocol;
 #[cfg(test)]
 mod tests;
 
+pub use error::SessionError;
 pub use pairing::{ChatConfig, ChatMetrics, Pairing};
 pub use protocol::{write_json, ErrorCode, LeftReason, ServerMsg};
 
@@ -29,13 +32,6 @@ pub type ClientId = usize;
 /// into the client's output buffer; tests record them.
 pub trait Outbox {
     fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>);
-}
-
-/// A client broke a rule that ends its session: close with this code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub code: u16,
-    pub reason: &'static str,
 }
 
 /// Live counts for `/stats` and `/metrics`.

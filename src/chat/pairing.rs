@@ -53,12 +53,12 @@
 //!   once per second while messages keep being dropped (the first drop after
 //!   an accepted message always answers). Every message, dropped or not,
 //!   also draws from the hard bucket; when it is empty `on_text` returns
-//!   `Err(Violation { code: 1008, .. })`.
+//!   `Err(SessionError::Flooding)` (close 1008).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::protocol::{interests_from_query, parse_client, ClientMsg, ErrorCode, LeftReason};
-use super::{ClientId, Counts, Outbox, ServerMsg, Violation};
+use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 
 /// Chat settings (from the command line).
 #[derive(Clone, Copy, Debug)]
@@ -283,7 +283,7 @@ impl Pairing {
         text: &[u8],
         now_ms: u64,
         out: &mut dyn Outbox,
-    ) -> Result<(), Violation> {
+    ) -> Result<(), SessionError> {
         let rate = self.config.rate_per_sec;
         let Some(client) = self.client_mut(id) else {
             return Ok(());
@@ -305,10 +305,7 @@ impl Pairing {
             }
             Verdict::Close => {
                 self.metrics.rate_limit_closes += 1;
-                return Err(Violation {
-                    code: 1008,
-                    reason: "rate limit exceeded",
-                });
+                return Err(SessionError::Flooding);
             }
         }
         match parse_client(text) {

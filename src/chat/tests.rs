@@ -3,7 +3,7 @@
 
 use super::pairing::{ChatConfig, Pairing};
 use super::protocol::{to_json_string, ErrorCode};
-use super::{ClientId, Counts, Outbox, ServerMsg, Violation};
+use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 
 /// Records every message as `(to, json)`.
 #[derive(Default)]
@@ -90,7 +90,7 @@ impl Chat {
         self.take()
     }
 
-    fn try_send(&mut self, id: ClientId, text: &str) -> Result<(), Violation> {
+    fn try_send(&mut self, id: ClientId, text: &str) -> Result<(), SessionError> {
         self.p.on_text(id, text.as_bytes(), self.now, &mut self.out)
     }
 
@@ -770,7 +770,7 @@ fn rate_limit_hard_closes_at_10x() {
     let relayed = c.take().iter().filter(|(to, _)| *to == 1).count();
     assert_eq!(relayed, 20);
     let err = c.try_send(0, "x");
-    assert_eq!(err.map_err(|v| v.code), Err(1008));
+    assert_eq!(err, Err(SessionError::Flooding));
     assert_eq!(c.p.metrics().rate_limit_closes, 1);
     // The loop then reports the disconnect.
     assert_eq!(c.drop_client(0), vec![(1, left("disconnected"))]);

@@ -33,8 +33,8 @@ impl Engine {
             Ok(None) => return Step::NeedMore,
             Ok(Some(req)) => req,
             Err(e) => {
-                log::debug!("connection {id}: {e:?}");
-                self.refuse(id, Status::from(e), Connection::Close);
+                log::debug!("connection {id}: {e}");
+                self.refuse(id, e.status(), Connection::Close);
                 return Step::Stop;
             }
         };
@@ -134,21 +134,8 @@ impl Engine {
     }
 
     fn refuse(&mut self, id: ConnId, status: Status, connection: Connection) {
-        let extra: &[(&str, &str)] = match status {
-            Status::MethodNotAllowed => &[("Allow", "GET, HEAD")],
-            Status::UpgradeRequired => &[("Sec-WebSocket-Version", "13"), ("Upgrade", "websocket")],
-            _ => &[],
-        };
         if let Some(session) = self.sessions.get_mut(id) {
-            response::write_response(
-                session.out.writer(&mut self.pool),
-                status,
-                "text/plain; charset=utf-8",
-                error_body(status).as_bytes(),
-                false,
-                connection,
-                extra,
-            );
+            response::write_error(session.out.writer(&mut self.pool), status, connection);
         }
         self.answered(id, status, connection);
     }
@@ -170,22 +157,5 @@ impl Engine {
 
     pub(super) fn idle_half_ms(&self) -> u64 {
         (duration_ms(self.config.idle_timeout) / 2).max(1)
-    }
-}
-
-/// The plain-text body of an error answer.
-fn error_body(status: Status) -> &'static str {
-    match status {
-        Status::BadRequest => "Bad Request\n",
-        Status::Forbidden => "Forbidden\n",
-        Status::NotFound => "Not Found\n",
-        Status::MethodNotAllowed => "Method Not Allowed\n",
-        Status::UriTooLong => "URI Too Long\n",
-        Status::UpgradeRequired => {
-            "Upgrade Required: this endpoint speaks WebSocket (version 13)\n"
-        }
-        Status::HeadTooLarge => "Request Header Fields Too Large\n",
-        Status::ServiceUnavailable => "Service Unavailable\n",
-        Status::Ok | Status::SwitchingProtocols => "",
     }
 }

@@ -23,6 +23,7 @@
 //! handed out again by the next `accept`, so the driver carries out every
 //! action before it accepts again.
 
+mod ending;
 mod http;
 mod metrics;
 mod output;
@@ -40,6 +41,7 @@ use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg};
 use crate::config::Config;
 use crate::ws::{encode, OpCode};
+use ending::Ending;
 use metrics::Totals;
 use pool::BufferPool;
 use session::{Phase, Session};
@@ -343,7 +345,7 @@ impl Engine {
             Phase::Open { .. } => {
                 log::warn!("connection {id}: {unsent} bytes unsent, closing slow reader");
                 self.totals.slow_readers_closed += 1;
-                self.fail(id, crate::ws::status::POLICY_VIOLATION, "too slow to read");
+                self.fail(id, Ending::SlowReader);
             }
             // Pipelining pauses long before this; a client that still
             // gets here reads nothing at all.
@@ -396,7 +398,7 @@ impl Engine {
                 continue;
             };
             match session.phase() {
-                Phase::Open { .. } => self.go_away(id, "server shutting down"),
+                Phase::Open { .. } => self.go_away(id, Ending::ShuttingDown),
                 Phase::Http { .. } if session.out.is_empty() => self.close_now(id),
                 Phase::Http { .. } => self.drain(id),
                 Phase::Closing { .. } => {}

@@ -42,13 +42,20 @@ pub enum Route<'a> {
     },
 }
 
-/// Decides the answer to `req`. Checks run in this order: method (405),
-/// path (404), then for upgrades the version (426) before the key (400),
-/// since a client speaking another version may form its key differently,
-/// and the origin (403) last.
+/// Decides the answer to `req`. Checks run in this order: `Host` (400 and
+/// close for an HTTP/1.1 request without one, RFC 9112 §3.2; HTTP/1.0 may
+/// omit it), method (405), path (404), then for upgrades a body (400 and
+/// close), the version (426) before the key (400), since a client speaking
+/// another version may form its key differently, and the origin (403) last.
 pub fn route<'a>(req: &Request<'a>, allowed_origins: &[String]) -> Route<'a> {
     let has_body = req.content_length > 0 || req.chunked;
     let head_only = req.method == Method::Head;
+    if req.minor_version >= 1 && req.host.is_none() {
+        return Route::Refuse {
+            status: Status::BadRequest,
+            close: true,
+        };
+    }
     if req.method == Method::Other {
         return Route::Refuse {
             status: Status::MethodNotAllowed,
@@ -93,9 +100,18 @@ pub fn route<'a>(req: &Request<'a>, allowed_origins: &[String]) -> Route<'a> {
 }
 
 fn upgrade<'a>(req: &Request<'a>, endpoint: Endpoint, allowed_origins: &[String]) -> Route<'a> {
+    if req.content_length > 0 || req.chunked {
+        // The bytes after the head would be read as WebSocket frames after
+        // a 101 (or as the next request after a keep-alive refusal): a
+        // handshake has no body (RFC 6455 §4.1), so refuse it and close.
+        return Route::Refuse {
+            status: Status::BadRequest,
+            close: true,
+        };
+    }
     let bad = |status| Route::Refuse {
         status,
-        close: req.content_length > 0 || req.chunked,
+        close: false,
     };
     if req.method != Method::Get || req.minor_version < 1 {
         return bad(Status::BadRequest);
@@ -152,6 +168,7 @@ mod tests {
             path,
             query: None,
             minor_version: 1,
+            host: Some(b"x"),
             keep_alive: true,
             websocket_upgrade: false,
             sec_websocket_key: None,
@@ -283,6 +300,67 @@ mod tests {
             Route::Refuse {
                 status: Status::MethodNotAllowed,
                 close: true
+            }
+        );
+    }
+    #[test]
+    fn upgrade_with_a_body_is_refused_and_closed() {
+        let refused = Route::Refuse {
+            status: Status::BadRequest,
+            close: true,
+        };
+        for path in ["/", "/echo"] {
+            let with_length = Request {
+                content_length: 1,
+                ..ws(path)
+            };
+            assert_eq!(route(&with_length, &[]), refused, "{path}");
+            let chunked = Request {
+                chunked: true,
+                ..ws(path)
+            };
+            assert_eq!(route(&chunked, &[]), refused, "{path}");
+            // Checked before the version and the key.
+            let v8_with_body = Request {
+                sec_websocket_version: Some(b"8"),
+                content_length: 3,
+                ..ws(path)
+            };
+            assert_eq!(route(&v8_with_body, &[]), refused, "{path}");
+        }
+        // `Content-Length: 0` is no body.
+        let empty = Request {
+            content_length: 0,
+            ..ws("/echo")
+        };
+        assert!(matches!(route(&empty, &[]), Route::Upgrade { .. }));
+    }
+
+    #[test]
+    fn http11_needs_a_host() {
+        let refused = Route::Refuse {
+            status: Status::BadRequest,
+            close: true,
+        };
+        for r in [
+            req(Method::Get, "/healthz"),
+            req(Method::Other, "/"),
+            ws("/echo"),
+        ] {
+            let no_host = Request { host: None, ..r };
+            assert_eq!(route(&no_host, &[]), refused, "{no_host:?}");
+        }
+        // HTTP/1.0 may leave it out.
+        let http10 = Request {
+            host: None,
+            minor_version: 0,
+            ..req(Method::Get, "/healthz")
+        };
+        assert_eq!(
+            route(&http10, &[]),
+            Route::Serve {
+                page: Page::Healthz,
+                head_only: false
             }
         );
     }

@@ -3,7 +3,7 @@
 //! proven here, in microseconds and without a socket.
 
 use super::*;
-use crate::ws::{Decoder, Message, Role};
+use crate::ws::{CloseCode, Decoder, Message, Role};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -205,7 +205,7 @@ impl Harness {
                 Message::Binary(b) => Frame::Binary(b.to_vec()),
                 Message::Ping(_) => Frame::Ping,
                 Message::Pong(_) => panic!("the server sent a pong unasked"),
-                Message::Close(code, _) => Frame::Close(code),
+                Message::Close(code, _) => Frame::Close(code.map(CloseCode::as_u16)),
             });
         }
         assert_eq!(pos, raw.len(), "a partial frame from the server");

@@ -9,6 +9,7 @@
 //! | Open | the whole idle timeout of silence | close 1001, wait for the peer's close |
 //! | Closing, Draining | the close wait since closing began | close |
 
+use super::ending::Ending;
 use super::session::Phase;
 use super::{duration_ms, ConnId, Engine};
 use crate::ws::OpCode;
@@ -76,7 +77,7 @@ impl Engine {
                 let silent = now.saturating_sub(last_heard_ms);
                 if silent >= idle {
                     self.totals.idle_closed += 1;
-                    self.go_away(id, "idle timeout");
+                    self.go_away(id, Ending::IdleTimeout);
                 } else if silent >= idle / 2 {
                     self.queue_frame(id, OpCode::Ping, b"");
                     self.arm(id, last_heard_ms + idle);

@@ -8,10 +8,11 @@
 //! - **going away** (idle timeout, shutdown): the close frame goes out and
 //!   we read on for the peer's close frame, then finish like above.
 
+use super::ending::Ending;
 use super::routes::Endpoint;
 use super::session::Phase;
 use super::{duration_ms, ConnId, Engine};
-use crate::ws::{self, encode, Message, OpCode};
+use crate::ws::{encode, Message, OpCode};
 
 impl Engine {
     /// Decodes frames from `buf`; returns the bytes used.
@@ -35,8 +36,8 @@ impl Engine {
                     break;
                 }
                 Err(e) => {
-                    log::debug!("connection {id}: {} ({})", e.reason, e.code);
-                    self.fail(id, e.code, e.reason);
+                    log::debug!("connection {id}: {e} ({})", e.close_code());
+                    self.fail(id, Ending::Protocol(e));
                     pos = buf.len();
                     break;
                 }
@@ -85,17 +86,13 @@ impl Engine {
             Message::Text(payload) if endpoint == Endpoint::Chat => {
                 let now = self.now_ms;
                 let (chat, mut mailer) = self.mailer();
-                if let Err(v) = chat.on_text(id, payload, now, &mut mailer) {
-                    self.fail(id, v.code, v.reason);
+                if let Err(e) = chat.on_text(id, payload, now, &mut mailer) {
+                    self.fail(id, Ending::Chat(e));
                     return false;
                 }
             }
             Message::Binary(_) if endpoint == Endpoint::Chat => {
-                self.fail(
-                    id,
-                    ws::status::UNSUPPORTED_DATA,
-                    "binary messages are not chat",
-                );
+                self.fail(id, Ending::BinaryInChat);
                 return false;
             }
             Message::Text(payload) => self.echo(id, OpCode::Text, payload),
@@ -109,9 +106,9 @@ impl Engine {
         self.queue_frame(id, opcode, payload);
     }
 
-    /// Fails an open session: close frame with `code` behind the output
-    /// already owed, then drain (no further input is decoded).
-    pub(super) fn fail(&mut self, id: ConnId, code: u16, reason: &str) {
+    /// Fails an open session: its close frame behind the output already
+    /// owed, then drain (no further input is decoded).
+    pub(super) fn fail(&mut self, id: ConnId, why: Ending) {
         if !self
             .sessions
             .get(id)
@@ -127,25 +124,23 @@ impl Engine {
             }
             return;
         }
-        if matches!(
-            code,
-            ws::status::PROTOCOL_ERROR
-                | ws::status::UNSUPPORTED_DATA
-                | ws::status::INVALID_PAYLOAD
-                | ws::status::MESSAGE_TOO_BIG
-        ) {
+        if why.is_protocol_fault() {
             self.totals.protocol_errors += 1;
         }
         self.leave_chat(id);
         if let Some(session) = self.sessions.get_mut(id) {
-            encode::write_close(session.out.writer(&mut self.pool), code, reason);
+            encode::write_close(
+                session.out.writer(&mut self.pool),
+                why.close_code(),
+                why.reason(),
+            );
         }
         self.drain(id);
     }
 
     /// Starts a close handshake on an open session (1001): close frame,
     /// then wait for the peer's close frame.
-    pub(super) fn go_away(&mut self, id: ConnId, reason: &str) {
+    pub(super) fn go_away(&mut self, id: ConnId, why: Ending) {
         if !self
             .sessions
             .get(id)
@@ -158,8 +153,8 @@ impl Engine {
         if let Some(session) = self.sessions.get_mut(id) {
             encode::write_close(
                 session.out.writer(&mut self.pool),
-                ws::status::GOING_AWAY,
-                reason,
+                why.close_code(),
+                why.reason(),
             );
             session.start_closing(now, &mut self.pool);
         }

@@ -10,8 +10,17 @@
 //! * `Err(HttpError::HeadTooLarge)`: over `max_head` bytes (431), or more
 //!   headers than the parser's fixed header array holds.
 //! * `Err(HttpError::BadRequest)`: does not parse (400, then close);
-//!   includes a bad or duplicated Content-Length and HTTP versions other
-//!   than 1.0/1.1.
+//!   includes a bad or duplicated Content-Length, HTTP versions other
+//!   than 1.0/1.1, and a header that may appear only once appearing
+//!   twice: `Host` (RFC 9112 §3.2) and `Sec-WebSocket-Key` or
+//!   `Sec-WebSocket-Version` (RFC 6455 §11.3.1, §11.3.5): with two
+//!   values there is no telling which one the client meant.
+//!
+//! An absolute-form target (`GET http://host/stats?x HTTP/1.1`, RFC 9112
+//! §3.2.2, what a client talking to a proxy sends) yields the same `path`
+//! and `query` as its origin form (`/stats`, `x`). Other targets (`*`,
+//! anything not `http://` or `https://` with a host) are passed on as
+//! they are, and routing answers 404 or 405.
 
 /// Request method, as far as routing cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,12 +35,16 @@ pub enum Method {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
     pub method: Method,
-    /// Path without the query string, e.g. `/echo`.
+    /// Path without the query string, e.g. `/echo` (also for an
+    /// absolute-form target).
     pub path: &'a str,
     /// The query string after `?`, without the `?`.
     pub query: Option<&'a str>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
+    /// The `Host` header's value: routing refuses an HTTP/1.1 request
+    /// without one (RFC 9112 §3.2).
+    pub host: Option<&'a [u8]>,
     /// Keep-alive per HTTP/1.1 (default on, `Connection: close` turns it
     /// off) and HTTP/1.0 (default off, `Connection: keep-alive` turns it on).
     pub keep_alive: bool,
@@ -50,12 +63,29 @@ pub struct Request<'a> {
     pub head_len: usize,
 }
 
+/// Why a request head cannot be answered normally; each maps to one
+/// status ([`HttpError::status`], in `response.rs`) and a closed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {
+    /// Does not parse, or breaks a rule of the head (400).
     BadRequest,
+    /// Over the head limit before the request line ended (414).
     UriTooLong,
+    /// Over the head limit, or over [`MAX_HEADERS`] headers (431).
     HeadTooLarge,
 }
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HttpError::BadRequest => "malformed request head",
+            HttpError::UriTooLong => "request line over the head limit",
+            HttpError::HeadTooLarge => "request head over the limit",
+        })
+    }
+}
+
+impl std::error::Error for HttpError {}
 
 /// How many headers a request may carry; one more is `HeadTooLarge`.
 /// The array lives on the stack for the duration of one parse.
@@ -98,6 +128,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
+    let path = absolute_form_path(path).unwrap_or(path);
     let minor_version = match parsed.version {
         Some(v @ (0 | 1)) => v,
         _ => return Err(HttpError::BadRequest),
@@ -107,6 +138,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
     let mut conn_keep_alive = false;
     let mut conn_upgrade = false;
     let mut upgrade_websocket = false;
+    let mut host = None;
     let mut sec_websocket_key = None;
     let mut sec_websocket_version = None;
     let mut origin = None;
@@ -137,11 +169,13 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = true;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            set_once(&mut host, h.value)?;
         } else if name.eq_ignore_ascii_case(b"sec-websocket-key") {
-            // First one wins; the handshake validates the value.
-            sec_websocket_key.get_or_insert(trim_ows(h.value));
+            // The handshake validates the value.
+            set_once(&mut sec_websocket_key, h.value)?;
         } else if name.eq_ignore_ascii_case(b"sec-websocket-version") {
-            sec_websocket_version.get_or_insert(trim_ows(h.value));
+            set_once(&mut sec_websocket_version, h.value)?;
         } else if name.eq_ignore_ascii_case(b"origin") {
             origin.get_or_insert(trim_ows(h.value));
         }
@@ -160,6 +194,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
         path,
         query,
         minor_version,
+        host,
         keep_alive,
         websocket_upgrade: upgrade_websocket && conn_upgrade,
         sec_websocket_key,
@@ -169,6 +204,37 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
         chunked,
         head_len,
     }))
+}
+
+/// Records the value of a header that may appear only once; a second one
+/// makes the request bad.
+fn set_once<'a>(slot: &mut Option<&'a [u8]>, value: &'a [u8]) -> Result<(), HttpError> {
+    if slot.is_some() {
+        return Err(HttpError::BadRequest);
+    }
+    *slot = Some(trim_ows(value));
+    Ok(())
+}
+
+/// The path of an absolute-form target (`http://host:8080/stats` →
+/// `/stats`; no path at all is `/`), or None when `target` is not one: the
+/// scheme must be `http` or `https` (any case) and the host non-empty
+/// (RFC 9110 §4.2.1 makes `http:///x` invalid). `target` has its query
+/// already split off; an authority cannot contain `?`, so that split is
+/// the same in both forms.
+fn absolute_form_path(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return None;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return None;
+    }
+    Some(path)
 }
 
 /// Whether the request line ends within `window` (httparse skips empty
@@ -240,6 +306,7 @@ mod tests {
                 path: "/echo",
                 query: None,
                 minor_version: 1,
+                host: Some(b"x"),
                 keep_alive: true,
                 websocket_upgrade: false,
                 sec_websocket_key: None,
@@ -501,6 +568,73 @@ mod tests {
     }
 
     #[test]
+    fn once_only_headers_twice_are_bad() {
+        let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+        for twice in [
+            format!("{key}{key}"),
+            format!("{key}{}", key.to_ascii_lowercase()),
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n".into(),
+            "Sec-WebSocket-Version: 13\r\nsec-websocket-version: 8\r\n".into(),
+            "Host: a\r\nHost: a\r\n".into(),
+            "Host: a\r\nHOST: b\r\n".into(),
+        ] {
+            let buf = format!(
+                "GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{twice}\r\n"
+            );
+            assert_eq!(
+                parse_request(buf.as_bytes(), MAX),
+                Err(HttpError::BadRequest),
+                "{twice:?}"
+            );
+        }
+        // Once each is fine.
+        let r = parse(
+            b"GET /echo HTTP/1.1\r\nHost: a \r\nSec-WebSocket-Key: k\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert_eq!(
+            (r.host, r.sec_websocket_key, r.sec_websocket_version),
+            (Some(&b"a"[..]), Some(&b"k"[..]), Some(&b"13"[..]))
+        );
+    }
+
+    #[test]
+    fn host_is_recorded() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nhost:  example.com:80 \r\n\r\n").host,
+            Some(&b"example.com:80"[..])
+        );
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n\r\n").host, None);
+        assert_eq!(parse(b"GET / HTTP/1.0\r\n\r\n").host, None);
+    }
+
+    #[test]
+    fn absolute_form_targets_use_their_path_and_query() {
+        for (target, path, query) in [
+            ("http://example.com/stats", "/stats", None),
+            ("http://example.com:8080/stats?x=1", "/stats", Some("x=1")),
+            ("HTTPS://example.com/echo?a?b", "/echo", Some("a?b")),
+            ("http://u@example.com/a/b/", "/a/b/", None),
+            ("http://example.com", "/", None),
+            ("http://example.com?x", "/", Some("x")),
+            ("http://[::1]:80/metrics", "/metrics", None),
+            // Not absolute-form: passed on as they are.
+            ("*", "*", None),
+            ("/plain?q", "/plain", Some("q")),
+            ("ftp://example.com/stats", "ftp://example.com/stats", None),
+            ("http:///stats", "http:///stats", None),
+            ("http:/x/stats", "http:/x/stats", None),
+            ("stats", "stats", None),
+            ("http://", "http://", None),
+        ] {
+            let buf = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let r = parse_request(buf.as_bytes(), MAX);
+            let got = r.as_ref().map(|r| r.as_ref().map(|r| (r.path, r.query)));
+            assert_eq!(got, Ok(Some((path, query))), "{target}");
+        }
+    }
+
+    #[test]
     fn not_websocket_upgrade() {
         for buf in [
             &b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"[..],
@@ -530,6 +664,17 @@ mod tests {
                 let _ = parse_request(&noise[..i], max);
             }
         }
+    }
+
+    #[test]
+    fn errors_say_what_went_wrong() {
+        let e: Box<dyn std::error::Error> = Box::new(HttpError::UriTooLong);
+        assert_eq!(e.to_string(), "request line over the head limit");
+        assert_eq!(HttpError::BadRequest.to_string(), "malformed request head");
+        assert_eq!(
+            HttpError::HeadTooLarge.to_string(),
+            "request head over the limit"
+        );
     }
 
     #[test]

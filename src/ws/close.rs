@@ -1,7 +1,7 @@
 //! Close frame payload rules (RFC 6455 §5.5.1, §7.4).
 
-use super::decode::ProtocolError;
-use super::status;
+use super::error::ProtocolError;
+use super::CloseCode;
 
 /// True for close codes a peer may send (§7.4.1, §7.4.2).
 ///
@@ -15,29 +15,22 @@ pub fn is_valid_code(code: u16) -> bool {
 /// Parses an (unmasked) close frame payload into its code and reason.
 ///
 /// * empty → `(None, "")`;
-/// * 1 byte → 1002 (a code needs two);
-/// * a code that [`is_valid_code`] rejects → 1002;
-/// * a reason that is not UTF-8 → 1007.
-pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<u16>, &str), ProtocolError> {
+/// * 1 byte → [`ProtocolError::ShortClosePayload`] (a code needs two);
+/// * a code that [`is_valid_code`] rejects →
+///   [`ProtocolError::InvalidCloseCode`];
+/// * a reason that is not UTF-8 → [`ProtocolError::CloseReasonNotUtf8`].
+pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<CloseCode>, &str), ProtocolError> {
     match payload {
         [] => Ok((None, "")),
-        [_] => Err(ProtocolError {
-            code: status::PROTOCOL_ERROR,
-            reason: "close payload of 1 byte",
-        }),
+        [_] => Err(ProtocolError::ShortClosePayload),
         [hi, lo, reason @ ..] => {
             let code = u16::from_be_bytes([*hi, *lo]);
             if !is_valid_code(code) {
-                return Err(ProtocolError {
-                    code: status::PROTOCOL_ERROR,
-                    reason: "invalid close code",
-                });
+                return Err(ProtocolError::InvalidCloseCode);
             }
-            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError {
-                code: status::INVALID_PAYLOAD,
-                reason: "close reason is not UTF-8",
-            })?;
-            Ok((Some(code), reason))
+            let reason =
+                std::str::from_utf8(reason).map_err(|_| ProtocolError::CloseReasonNotUtf8)?;
+            Ok((Some(CloseCode::new(code)), reason))
         }
     }
 }
@@ -68,23 +61,26 @@ mod tests {
         assert_eq!(parse_close_payload(b""), Ok((None, "")));
         assert_eq!(
             parse_close_payload(b"\x03"),
-            Err(ProtocolError {
-                code: 1002,
-                reason: "close payload of 1 byte"
-            })
+            Err(ProtocolError::ShortClosePayload)
         );
-        assert_eq!(parse_close_payload(b"\x03\xe8"), Ok((Some(1000), "")));
+        assert_eq!(
+            parse_close_payload(b"\x03\xe8"),
+            Ok((Some(CloseCode::NORMAL), ""))
+        );
         assert_eq!(
             parse_close_payload(&[b"\x0f\xa0", "bye é".as_bytes()].concat()),
-            Ok((Some(4000), "bye é"))
+            Ok((Some(CloseCode::new(4000)), "bye é"))
         );
-        assert_eq!(parse_close_payload(b"\x03\xed").unwrap_err().code, 1002); // 1005
-        assert_eq!(parse_close_payload(b"\x00\x00").unwrap_err().code, 1002);
+        // 1005 is never sent on the wire; 0 is no code at all.
+        for payload in [b"\x03\xed", b"\x00\x00"] {
+            assert_eq!(
+                parse_close_payload(payload),
+                Err(ProtocolError::InvalidCloseCode)
+            );
+        }
         assert_eq!(
-            parse_close_payload(b"\x03\xe8\xce\xba\xed\xa0\x80")
-                .unwrap_err()
-                .code,
-            1007
+            parse_close_payload(b"\x03\xe8\xce\xba\xed\xa0\x80"),
+            Err(ProtocolError::CloseReasonNotUtf8)
         );
     }
 }

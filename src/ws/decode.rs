@@ -8,7 +8,7 @@
 //!     match decoder.decode(&mut input[pos..], &mut message) {
 //!         Ok((n, Some(msg))) => { pos += n; handle(msg) }   // one event
 //!         Ok((n, None)) => { pos += n; break }             // need more bytes
-//!         Err(e) => { fail(e.code, e.reason); break }      // close with e.code
+//!         Err(e) => { fail(e.close_code(), e.reason()); break }
 //!     }
 //! }
 //! // input[pos..] (an incomplete frame header, or an incomplete control
@@ -53,10 +53,10 @@
 //!   shrink `message` between reads.
 
 use super::close::parse_close_payload;
+use super::error::ProtocolError;
 use super::mask::apply_mask;
-use super::status;
 use super::utf8::Utf8Validator;
-use super::OpCode;
+use super::{CloseCode, OpCode};
 
 /// Which side of the connection we are; decides the masking rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,42 +75,8 @@ pub enum Message<'a> {
     Ping(&'a [u8]),
     Pong(&'a [u8]),
     /// A valid close frame: code (None when the payload was empty) and reason.
-    Close(Option<u16>, &'a str),
+    Close(Option<CloseCode>, &'a str),
 }
-
-/// Why the connection must be failed: the close code to send and a short
-/// reason for the close frame and the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProtocolError {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-const fn fail(code: u16, reason: &'static str) -> ProtocolError {
-    ProtocolError { code, reason }
-}
-
-const RESERVED_BITS: ProtocolError = fail(status::PROTOCOL_ERROR, "reserved bits set");
-const BAD_OPCODE: ProtocolError = fail(status::PROTOCOL_ERROR, "unknown opcode");
-const FRAGMENTED_CONTROL: ProtocolError = fail(status::PROTOCOL_ERROR, "fragmented control frame");
-const CONTROL_TOO_LONG: ProtocolError =
-    fail(status::PROTOCOL_ERROR, "control frame over 125 bytes");
-const ORPHAN_CONTINUATION: ProtocolError = fail(
-    status::PROTOCOL_ERROR,
-    "continuation frame without a message",
-);
-const NESTED_MESSAGE: ProtocolError = fail(
-    status::PROTOCOL_ERROR,
-    "new message inside a fragmented message",
-);
-const UNMASKED: ProtocolError = fail(status::PROTOCOL_ERROR, "unmasked client frame");
-const MASKED: ProtocolError = fail(status::PROTOCOL_ERROR, "masked server frame");
-const LENGTH_TOP_BIT: ProtocolError = fail(status::PROTOCOL_ERROR, "frame length top bit set");
-const TOO_BIG: ProtocolError = fail(status::MESSAGE_TOO_BIG, "message too big");
-const BAD_UTF8: ProtocolError = fail(status::INVALID_PAYLOAD, "invalid UTF-8 in text message");
-/// Cannot happen (an internal invariant broke); fails the connection
-/// instead of panicking.
-const INTERNAL: ProtocolError = fail(status::INTERNAL_ERROR, "internal decoder error");
 
 /// Per-connection decoder state. Kept small: it lives in every connection
 /// (32 bytes on 64-bit targets).
@@ -180,13 +146,13 @@ impl Decoder {
                 // Stream the data frame's payload into `message`.
                 let avail = input.len().saturating_sub(pos);
                 let take = usize::try_from(self.remaining).map_or(avail, |r| r.min(avail));
-                let chunk = sub(input, pos, take).ok_or(INTERNAL)?;
+                let chunk = sub(input, pos, take).ok_or(ProtocolError::Internal)?;
                 if self.role == Role::Server {
                     apply_mask(chunk, self.mask, self.mask_pos.into());
                     self.mask_pos = ((usize::from(self.mask_pos) + take) & 3) as u8;
                 }
                 if self.message_op == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
-                    return Err(BAD_UTF8);
+                    return Err(ProtocolError::BadUtf8);
                 }
                 message.extend_from_slice(chunk);
                 pos += take;
@@ -204,7 +170,7 @@ impl Decoder {
                 let msg = match op {
                     Some(OpCode::Text) => {
                         if !self.utf8.is_complete() {
-                            return Err(BAD_UTF8);
+                            return Err(ProtocolError::BadUtf8);
                         }
                         Message::Text(message)
                     }
@@ -220,17 +186,19 @@ impl Decoder {
                 return Ok((pos, None));
             };
             if b0 & 0x70 != 0 {
-                return Err(RESERVED_BITS);
+                return Err(ProtocolError::ReservedBits);
             }
-            let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(BAD_OPCODE)?;
+            let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode)?;
             let fin = b0 & 0x80 != 0;
             let control = opcode.is_control();
             if control && !fin {
-                return Err(FRAGMENTED_CONTROL);
+                return Err(ProtocolError::FragmentedControl);
             }
             match (opcode, self.message_op) {
-                (OpCode::Continuation, None) => return Err(ORPHAN_CONTINUATION),
-                (OpCode::Text | OpCode::Binary, Some(_)) => return Err(NESTED_MESSAGE),
+                (OpCode::Continuation, None) => return Err(ProtocolError::OrphanContinuation),
+                (OpCode::Text | OpCode::Binary, Some(_)) => {
+                    return Err(ProtocolError::NestedMessage)
+                }
                 _ => {}
             }
             let Some(&b1) = header.get(1) else {
@@ -238,13 +206,13 @@ impl Decoder {
             };
             let masked = b1 & 0x80 != 0;
             match (self.role, masked) {
-                (Role::Server, false) => return Err(UNMASKED),
-                (Role::Client, true) => return Err(MASKED),
+                (Role::Server, false) => return Err(ProtocolError::Unmasked),
+                (Role::Client, true) => return Err(ProtocolError::Masked),
                 _ => {}
             }
             let len7 = b1 & 0x7F;
             if control && len7 > 125 {
-                return Err(CONTROL_TOO_LONG);
+                return Err(ProtocolError::ControlTooLong);
             }
             let ext = match len7 {
                 126 => 2,
@@ -260,12 +228,12 @@ impl Decoder {
                 _ => u64::from(len7),
             };
             if len >> 63 != 0 {
-                return Err(LENGTH_TOP_BIT);
+                return Err(ProtocolError::LengthTopBit);
             }
             let mut mask = [0u8; 4];
             if masked {
-                let bytes = header.get(2 + ext..).ok_or(INTERNAL)?;
-                mask = <[u8; 4]>::try_from(bytes).map_err(|_| INTERNAL)?;
+                let bytes = header.get(2 + ext..).ok_or(ProtocolError::Internal)?;
+                mask = <[u8; 4]>::try_from(bytes).map_err(|_| ProtocolError::Internal)?;
             }
             let start = pos + header_len;
 
@@ -299,19 +267,19 @@ impl Decoder {
             };
             let room = self.max_message_size.saturating_sub(so_far);
             if len > room as u64 {
-                return Err(TOO_BIG);
+                return Err(ProtocolError::TooBig);
             }
             let len = len as usize; // <= room
             let avail = input.len().saturating_sub(start);
             if fin && opcode != OpCode::Continuation && avail >= len {
                 // Unfragmented and all here: zero copy.
-                let payload = sub(input, start, len).ok_or(INTERNAL)?;
+                let payload = sub(input, start, len).ok_or(ProtocolError::Internal)?;
                 if masked {
                     apply_mask(payload, mask, 0);
                 }
                 let payload: &'a [u8] = payload;
                 let msg = if opcode == OpCode::Text {
-                    std::str::from_utf8(payload).map_err(|_| BAD_UTF8)?;
+                    std::str::from_utf8(payload).map_err(|_| ProtocolError::BadUtf8)?;
                     Message::Text(payload)
                 } else {
                     Message::Binary(payload)
@@ -368,7 +336,7 @@ mod tests {
             Message::Binary(p) => Ev::Binary(p.to_vec()),
             Message::Ping(p) => Ev::Ping(p.to_vec()),
             Message::Pong(p) => Ev::Pong(p.to_vec()),
-            Message::Close(c, r) => Ev::Close(c, r.to_string()),
+            Message::Close(c, r) => Ev::Close(c.map(CloseCode::as_u16), r.to_string()),
         }
     }
 
@@ -405,7 +373,7 @@ mod tests {
                         break;
                     }
                     Err(e) => {
-                        evs.push(Ev::Fail(e.code));
+                        evs.push(Ev::Fail(e.close_code().as_u16()));
                         return (evs, pending.len() - pos + bytes.len() - prev);
                     }
                 }
@@ -836,15 +804,27 @@ mod tests {
     fn header_errors_fail_before_the_header_is_complete() {
         let mut dec = Decoder::new(Role::Server, MAX);
         let mut msg = Vec::new();
-        assert_eq!(dec.decode(&mut [0xC1], &mut msg).unwrap_err().code, 1002);
-        let mut dec = Decoder::new(Role::Server, MAX);
         assert_eq!(
-            dec.decode(&mut [0x81, 0x7E], &mut msg).unwrap_err().code,
+            dec.decode(&mut [0xC1], &mut msg)
+                .unwrap_err()
+                .close_code()
+                .as_u16(),
             1002
         );
         let mut dec = Decoder::new(Role::Server, MAX);
         assert_eq!(
-            dec.decode(&mut [0x89, 0xFE], &mut msg).unwrap_err().code,
+            dec.decode(&mut [0x81, 0x7E], &mut msg)
+                .unwrap_err()
+                .close_code()
+                .as_u16(),
+            1002
+        );
+        let mut dec = Decoder::new(Role::Server, MAX);
+        assert_eq!(
+            dec.decode(&mut [0x89, 0xFE], &mut msg)
+                .unwrap_err()
+                .close_code()
+                .as_u16(),
             1002
         );
     }
@@ -906,7 +886,13 @@ mod tests {
         let mut dec = Decoder::new(Role::Server, MAX);
         let mut msg = Vec::new();
         let mut part = frame[..20].to_vec();
-        assert_eq!(dec.decode(&mut part, &mut msg).unwrap_err().code, 1007);
+        assert_eq!(
+            dec.decode(&mut part, &mut msg)
+                .unwrap_err()
+                .close_code()
+                .as_u16(),
+            1007
+        );
         // Byte at a time, the failure comes at the A0.
         let frame = cf(OpCode::Text, true, b"ab\xed\xa0\x80cd");
         let mut dec = Decoder::new(Role::Server, MAX);
@@ -919,7 +905,7 @@ mod tests {
                     pending.drain(..n);
                 }
                 Err(e) => {
-                    assert_eq!(e.code, 1007);
+                    assert_eq!(e.close_code().as_u16(), 1007);
                     assert_eq!(k, 6 + 3, "must fail at the A0 byte");
                     return;
                 }
@@ -1207,7 +1193,7 @@ mod tests {
         }
         let reason = crate::ws::encode::truncate_reason(reason);
         if m.is_none() {
-            crate::ws::encode::write_close(&mut out, close_code, reason);
+            crate::ws::encode::write_close(&mut out, CloseCode::new(close_code), reason);
         } else {
             write_raw_frame(
                 &mut out,

@@ -2,7 +2,7 @@
 //! tool) are masked.
 
 use super::mask::apply_mask;
-use super::OpCode;
+use super::{CloseCode, OpCode};
 
 /// Longest frame header: 2 + 8 (64-bit length) + 4 (mask).
 pub const MAX_HEADER_LEN: usize = 14;
@@ -80,12 +80,12 @@ pub fn truncate_reason(reason: &str) -> &str {
 
 /// Appends an unmasked close frame with `code` and `reason` (reason is cut
 /// to fit the 125-byte control frame limit on a char boundary).
-pub fn write_close(out: &mut Vec<u8>, code: u16, reason: &str) {
+pub fn write_close(out: &mut Vec<u8>, code: CloseCode, reason: &str) {
     let reason = truncate_reason(reason).as_bytes();
     let (h, n) = frame_header(OpCode::Close, true, 2 + reason.len(), None);
     out.reserve(n + 2 + reason.len());
     out.extend_from_slice(&h[..n]);
-    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(&code.as_u16().to_be_bytes());
     out.extend_from_slice(reason);
 }
 
@@ -134,20 +134,20 @@ mod tests {
     #[test]
     fn close_frames() {
         let mut out = Vec::new();
-        write_close(&mut out, 1000, "");
+        write_close(&mut out, CloseCode::NORMAL, "");
         assert_eq!(out, [0x88, 2, 0x03, 0xe8]);
         out.clear();
-        write_close(&mut out, 1001, "bye");
+        write_close(&mut out, CloseCode::GOING_AWAY, "bye");
         assert_eq!(out, [0x88, 5, 0x03, 0xe9, b'b', b'y', b'e']);
         // 122 ASCII + a 2-byte char would be 124 > 123: the char is dropped.
         let long = format!("{}é", "x".repeat(122));
         out.clear();
-        write_close(&mut out, 1000, &long);
+        write_close(&mut out, CloseCode::NORMAL, &long);
         assert_eq!(out[1], 2 + 122);
         assert_eq!(out.len(), 2 + 2 + 122);
         let long = "€".repeat(100);
         out.clear();
-        write_close(&mut out, 1000, &long);
+        write_close(&mut out, CloseCode::NORMAL, &long);
         assert_eq!(out[1] as usize, 2 + 123); // 41 three-byte chars
         assert!(std::str::from_utf8(&out[4..]).is_ok());
         assert_eq!(truncate_reason("short"), "short");

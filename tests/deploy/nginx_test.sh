@@ -2,7 +2,8 @@
 # Proves deploy/ works: runs the chat binary behind Debian's nginx configured
 # from deploy/nginx.conf, with a self-signed certificate made here, and checks
 # the page, /healthz, /stats, the echo endpoint and a chat session over
-# https:// and wss:// (tests/deploy/wss_check.py). Also runs
+# https:// and wss:// (tests/deploy/wss_check.py), and that /metrics answers
+# loopback and private client addresses only. Also runs
 # `systemd-analyze verify` on deploy/chat.service when systemd-analyze exists.
 #
 #   tests/deploy/nginx_test.sh path/to/chat
@@ -114,6 +115,9 @@ for pat, rep in subs:
 open(f"{tmp}/chat.conf", "w").write(conf)
 import os
 user = "user root;\n" if os.geteuid() == 0 else ""
+# realip: a request from loopback with `X-Test-Client: ADDR` is treated as
+# coming from ADDR, so the /metrics allow/deny list is tried with outside
+# and private addresses while every packet stays on loopback.
 open(f"{tmp}/nginx.conf", "w").write(f"""{user}worker_processes 1;
 daemon off;
 pid {tmp}/nginx.pid;
@@ -121,6 +125,8 @@ error_log {tmp}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
     access_log {tmp}/access.log;
+    set_real_ip_from 127.0.0.0/8;
+    real_ip_header X-Test-Client;
     client_body_temp_path {tmp}/tmp/body;
     proxy_temp_path {tmp}/tmp/proxy;
     fastcgi_temp_path {tmp}/tmp/fastcgi;
@@ -154,6 +160,51 @@ loc = r.getheader("Location")
 assert r.status == 301 and loc == "https://chat.example.com/some/where?x=1", (r.status, loc)
 PY
 ); then ok "http:// redirects to https://"; else fail "http:// redirect: $out"; fi
+
+# --- /metrics through TLS: loopback and private addresses only
+if out=$(timeout 60 python3 - "$https" <<'PY' 2>&1
+import http.client, ssl, sys
+port = int(sys.argv[1])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def get(path, client=None):
+    c = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+    headers = {"Host": "chat.example.com"}
+    if client:
+        headers["X-Test-Client"] = client
+    c.request("GET", path, headers=headers)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+bad = []
+# From 127.0.0.1 itself: the metrics, as chat serves them.
+status, body = get("/metrics")
+if status != 200 or b"# TYPE chat_online gauge" not in body:
+    bad.append(f"/metrics from 127.0.0.1: {status} {body[:80]!r}")
+for client in ["127.0.0.2", "::1", "10.1.2.3", "172.16.0.1", "172.31.255.254",
+               "192.168.1.1", "fc00::1", "fd12:3456::1"]:
+    status, body = get("/metrics", client)
+    if status != 200 or b"chat_online" not in body:
+        bad.append(f"/metrics from {client}: {status}, want 200")
+for client in ["203.0.113.7", "8.8.8.8", "11.0.0.1", "172.15.255.255", "172.32.0.1",
+               "192.169.0.1", "2001:db8::1", "fe80::1", "::ffff:203.0.113.7"]:
+    status, _ = get("/metrics", client)
+    if status != 403:
+        bad.append(f"/metrics from {client}: {status}, want 403")
+# Spellings of the same path do not get past the guard.
+for path in ["/metrics?x=1", "//metrics", "/%6Detrics", "/./metrics"]:
+    status, _ = get(path, "203.0.113.7")
+    if status != 403:
+        bad.append(f"{path} from 203.0.113.7: {status}, want 403")
+# Everything else stays public.
+status, _ = get("/stats", "203.0.113.7")
+if status != 200:
+    bad.append(f"/stats from 203.0.113.7: {status}, want 200")
+assert not bad, "; ".join(bad)
+PY
+); then ok "/metrics: 200 from loopback and private addresses, 403 from others"; else fail "/metrics access: $out"; fi
 
 # --- through TLS: page, healthz, stats, echo, a chat session
 timeout 120 python3 "$here/wss_check.py" 127.0.0.1 "$https" >"$tmp/wss.log" 2>&1

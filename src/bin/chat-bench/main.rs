@@ -37,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chat::ws::{encode, Decoder, Message, OpCode, Role};
+use chat::ws::{encode, CloseCode, Decoder, Message, OpCode, Role};
 use clap::{Args, Parser, Subcommand};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -1018,7 +1018,7 @@ impl Net {
                                 }
                             }
                             Message::Close(code, _) => {
-                                fail = Some(Fail::ServerClose(code));
+                                fail = Some(Fail::ServerClose(code.map(CloseCode::as_u16)));
                                 break;
                             }
                             other => {
@@ -1033,7 +1033,7 @@ impl Net {
                         break;
                     }
                     Err(e) => {
-                        fail = Some(Fail::Protocol(e.code, e.reason));
+                        fail = Some(Fail::Protocol(e.close_code().as_u16(), e.reason()));
                         break;
                     }
                 }
@@ -1175,7 +1175,11 @@ impl Net {
         for idx in 0..self.conns.list.len() {
             match self.conns.list[idx].phase {
                 Phase::Open => {
-                    self.conns.send(idx, OpCode::Close, &1000u16.to_be_bytes());
+                    self.conns.send(
+                        idx,
+                        OpCode::Close,
+                        &CloseCode::NORMAL.as_u16().to_be_bytes(),
+                    );
                     self.conns.list[idx].phase = Phase::Closing;
                     self.closing += 1;
                 }
