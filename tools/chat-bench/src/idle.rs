@@ -13,24 +13,6 @@ use crate::conn::{Conns, Handler};
 use crate::net::{connect_phase, Net};
 use crate::target::{check_fds, parse_url};
 
-/// VmRSS of a process, in bytes.
-pub fn rss_bytes(pid: u32) -> Result<u64, String> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .ok_or_else(|| format!("{path}: no VmRSS line"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .map_err(|e| format!("{path}: VmRSS: {e}"))?;
-    Ok(kb * 1024)
-}
-
 #[derive(Default)]
 pub struct IdleApp {
     pub pongs: u64,
@@ -57,7 +39,7 @@ pub fn run(a: IdleArgs) -> Result<serde_json::Value, String> {
     let rss = |when: &str| -> Result<Option<u64>, String> {
         match a.pid {
             None => Ok(None),
-            Some(pid) => rss_bytes(pid)
+            Some(pid) => chat::sys::vm_rss_bytes(pid)
                 .map(Some)
                 .map_err(|e| format!("reading RSS {when}: {e}")),
         }

@@ -3,27 +3,10 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// Lets one process hold as many sockets as its hard limit allows.
-pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-    lim.rlim_cur
-}
-
+/// Raises this process's descriptor limit (`chat::sys`, as the server does)
+/// and checks that `wanted` connections fit, with room for the rest.
 pub fn check_fds(wanted: usize) -> Result<(), String> {
-    let limit = raise_nofile();
+    let limit = chat::sys::raise_fd_limit().map_err(|e| e.to_string())?;
     if wanted as u64 + 64 > limit {
         return Err(format!(
             "{wanted} connections need more descriptors than this process may hold ({limit}); \
