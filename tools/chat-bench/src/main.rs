@@ -1,7 +1,7 @@
 //! `chat-bench`: the load tool for `chat` (and any RFC 6455 echo server).
 //!
 //! One thread, one mio event loop, the project's own WebSocket codec in
-//! client mode. Four subcommands:
+//! client mode. Five subcommands:
 //!
 //! * `echo`: N connections each keeping `--in-flight` messages of `--size`
 //!   bytes in flight against an echo endpoint (a new message goes out each
@@ -22,6 +22,12 @@
 //!   epoll's millisecond ticks.
 //! * `wake-floor`: one loopback hop with no server at all, the machine's
 //!   own wake-up latency under the relay figures (`floor.rs`).
+//! * `soak`: for `--duration`, up to `--clients` chat and echo clients at a
+//!   time connect, talk, `next` and leave in every way a network can (close
+//!   frame, FIN, RST, mid-frame, mid-handshake, never reading), seeded;
+//!   every message is checked, and at the end `/stats` must be 0/0/0,
+//!   `chat_open_connections` back to its start and the server's VmRSS
+//!   within `--rss-tolerance` of its post-warm-up reading (exit 1 if not).
 //!
 //! `echo` and `chat` also report the host's steal time per CPU during the
 //! run: on a virtual machine, time the host withholds from a vCPU shows up
@@ -34,7 +40,7 @@
 //! Where things are: `cli` (options), `net` + `conn` + `socket` (the client
 //! loop: connect, handshake, frames, close), `clock`, `rng`, `target`
 //! (loopback URLs, descriptor budget), `stats` (latency, steal, faults),
-//! and one module per subcommand: `echo`, `idle`, `chat`, `floor`.
+//! and one module per subcommand: `echo`, `idle`, `chat`, `floor`, `soak`.
 
 use std::process::ExitCode;
 
@@ -50,6 +56,7 @@ mod floor;
 mod idle;
 mod net;
 mod rng;
+mod soak;
 mod socket;
 mod stats;
 mod target;
@@ -66,11 +73,17 @@ fn main() -> ExitCode {
         Cmd::Idle(a) => idle::run(a),
         Cmd::Chat(a) => chat::run(a),
         Cmd::WakeFloor(a) => floor::run(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     match result {
         Ok(v) => {
             println!("{v}");
-            ExitCode::SUCCESS
+            // A run that measured but failed its checks (soak) says so.
+            if v.get("ok") == Some(&json!(false)) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("chat-bench: {e}");
