@@ -149,8 +149,10 @@ impl ChatState {
         (self.serial, self.talk)
     }
 
-    pub fn paired(&self) -> bool {
-        self.current.is_some()
+    /// Paired, and the hello is out: a message may follow (before the
+    /// hello the partner would rightly take it for a stranger's).
+    pub fn introduced(&self) -> bool {
+        self.current.is_some() && !self.hello_due
     }
 
     fn take_token(&mut self, now: u64) -> bool {

@@ -97,6 +97,19 @@ fn a_clean_talk_and_a_clean_leave_pass() {
 }
 
 #[test]
+fn no_message_before_the_hello() {
+    let mut w = World::new();
+    let mut a = ChatState::new(1, 0);
+    w.hear(&mut a, r#"{"type":"paired","common":[]}"#);
+    // Paired, but the hello waits for its turn (say, an empty bucket).
+    assert!(!a.introduced());
+    assert_eq!(w.act(&mut a), [r#"{"type":"message","text":"h 1.1"}"#]);
+    assert!(a.introduced());
+    w.hear(&mut a, r#"{"type":"left","reason":"next"}"#);
+    assert!(!a.introduced());
+}
+
+#[test]
 fn gaps_reordering_and_loss_at_left_are_counted() {
     let (mut w, mut a, mut b) = World::pair();
     let m = sent_to(&mut w, &mut a, 5);

@@ -29,7 +29,7 @@ impl Slot {
     pub(super) fn last_words(&mut self, cx: &mut Ctx<'_>) {
         let (out, mask) = (&mut self.out, self.mask);
         match &mut self.app {
-            App::Chat(c) if c.paired() => c.send_message(8, cx.t, &mut |text| {
+            App::Chat(c) if c.introduced() => c.send_message(8, cx.t, &mut |text| {
                 encode::write_masked_frame(out, OpCode::Text, text, mask)
             }),
             App::Chat(_) => {}
