@@ -26,8 +26,9 @@ pub enum Leave {
     /// A close frame, then wait for the server's close frame.
     Close,
     /// `shutdown(SHUT_WR)` without a close frame, then read to the
-    /// server's EOF; `with_data`: a last message goes out together with
-    /// the FIN (the two arrive in one segment).
+    /// server's EOF; `with_data`: a last message is written right before
+    /// the `shutdown`, so the server usually finds the data and the EOF in
+    /// one read.
     Fin { with_data: bool },
     /// `SO_LINGER` 0 and close: an RST; `with_data` as for `Fin`.
     Rst { with_data: bool },
