@@ -9,7 +9,7 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin chat \
+RUN cargo build --release --locked -p chat --bin chat \
  && install -m 0755 target/release/chat /chat
 
 FROM debian:bookworm-slim

@@ -63,7 +63,7 @@ fi
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
 log "building chat-bench and the peers (release)"
-(cd "$root" && nice cargo build --release --quiet --bin chat-bench) || exit 1
+(cd "$root" && nice cargo build --release --quiet --locked -p chat-bench) || exit 1
 bench="$root/target/release/chat-bench"
 declare -A peer_bin
 for p in tokio-tungstenite fastwebsockets; do

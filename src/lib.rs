@@ -4,10 +4,13 @@
 //! bytes and events; `engine` runs every connection's rules on top of them
 //! with injected time and no I/O; `server` is the driver, the only module
 //! that touches sockets, signals or the clock.
+//! `sys` holds the process facts (descriptor limit, resident memory) that
+//! the server, its load tool and the tests share.
 
 pub mod chat;
 pub mod config;
 pub mod engine;
 pub mod http;
 pub mod server;
+pub mod sys;
 pub mod ws;

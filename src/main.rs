@@ -161,27 +161,10 @@ fn main() -> ExitCode {
 /// Raises the soft descriptor limit to the hard one: every connection is a
 /// descriptor, and the default soft limit (often 1024) is far too low.
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    if got != 0 {
-        warn!("getrlimit(RLIMIT_NOFILE) failed");
-        return;
+    match chat::sys::raise_fd_limit() {
+        Ok(limit) => info!("file descriptor limit: {limit}"),
+        Err(e) => warn!("cannot raise the file descriptor limit: {e}"),
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit = raised;
-        }
-    }
-    info!("file descriptor limit: {}", limit.rlim_cur);
 }
 
 #[cfg(test)]

@@ -2,11 +2,15 @@
 # Every test suite of the project, installing what the suites need first.
 # Used by CI (.ci/run) and by developers: `bash tests/run-all.sh`.
 #
-#   1. lint: cargo fmt --check, cargo clippy -D warnings
-#   2. cargo test: unit, property and integration tests (real binary, real sockets)
+#   1. lint: cargo fmt --check, cargo clippy -D warnings (the whole workspace:
+#      the server and tools/chat-bench)
+#   2. cargo test --workspace: unit, property and integration tests (real
+#      binary, real sockets), chat-bench's unit tests
 #   3. Autobahn|Testsuite 1.* to 10.* against /echo (kosoku), all OK
 #   4. real browser: two headless Chromium pages chat (playwright-core)
 #   5. deployment: nginx terminating TLS in front of chat, wss:// end to end
+#   6. churn soak, 30 s: chat-bench soak against the release server, then
+#      /stats 0/0/0, open connections back to start, VmRSS within 10 %
 #
 # Set SKIP_INSTALL=1 to use what is already installed.
 set -uo pipefail
@@ -60,13 +64,14 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   step "install kosoku (Autobahn cases) in target/venv" install_kosoku
   step "install playwright-core" install_node_packages
 fi
-step "cargo fmt --check" cargo fmt --check
-step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
-step "cargo test" cargo test --locked
-step "cargo build --release" cargo build --release --locked
+step "cargo fmt --check" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test" cargo test --workspace --locked
+step "cargo build --release (chat, chat-bench)" cargo build --release --locked --workspace
 step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
 step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat
 step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
+step "churn soak 30 s" env DURATION=30 bash tests/soak/run.sh target/release/chat target/release/chat-bench
 
 echo
 for f in "${failures[@]}"; do echo "FAILED: $f"; done

@@ -381,6 +381,17 @@ pub fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     ))
 }
 
+/// Our own descriptor limit raised to the hard one (`chat::sys`, as the
+/// server does): the heavy tests hold a few thousand sockets.
+pub fn raise_nofile() {
+    chat::sys::raise_fd_limit().expect("raise RLIMIT_NOFILE");
+}
+
+/// A process's resident set size in KiB (`chat::sys::vm_rss_bytes`).
+pub fn rss_kib(pid: u32) -> u64 {
+    chat::sys::vm_rss_bytes(pid).expect("VmRSS") / 1024
+}
+
 /// CPU time (user + system) the process has used, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -18,7 +18,9 @@ use clap::Args;
 use mio::{Events, Interest, Poll, Token};
 use serde_json::json;
 
-use super::{secs_to_ns, steal_report, wall_ns, CpuTimes, Latency, Rng, NS};
+use crate::clock::{now_ns, secs_to_ns, wall_ns, NS};
+use crate::rng::Rng;
+use crate::stats::{steal_report, CpuTimes, Latency};
 
 #[derive(Args, Clone)]
 pub struct FloorArgs {
@@ -80,9 +82,9 @@ fn sleep_until(at_ns: u64) {
 /// Writes stamps at the paced rate, then closes every connection.
 fn send_paced(mut conns: Vec<TcpStream>, a: &FloorArgs) -> u64 {
     let period = (NS as f64 / a.rate.max(1.0)) as u64;
-    let end = super::now_ns() + secs_to_ns(a.duration);
+    let end = now_ns() + secs_to_ns(a.duration);
     let mut rng = Rng::new();
-    let mut next = super::now_ns();
+    let mut next = now_ns();
     let mut sent = 0;
     while next < end {
         // Uniform gaps in [0, 2 periods): the mean rate is --rate, and
