@@ -3,6 +3,9 @@
 //! bounded.
 #![allow(dead_code)]
 
+pub mod probe;
+pub mod streams;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
