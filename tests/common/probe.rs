@@ -11,16 +11,6 @@ use std::time::{Duration, Instant};
 pub const TCP_ESTABLISHED: u8 = 0x01;
 pub const TCP_CLOSE_WAIT: u8 = 0x08;
 
-/// The server's resident set size in KiB (VmRSS).
-pub fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// One value from /metrics (on a connection of its own, which the server
 /// counts as open while it answers).
 pub fn metric(addr: SocketAddr, name: &str) -> u64 {
@@ -75,22 +65,6 @@ pub fn await_open_connections(
         Ok(t0.elapsed())
     } else {
         Err(open)
-    }
-}
-
-/// Our own descriptor limit, raised to the hard one: some tests hold
-/// thousands of sockets.
-pub fn raise_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
     }
 }
 
