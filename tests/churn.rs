@@ -526,3 +526,54 @@ fn a_half_closed_client_with_answers_backed_up_gets_them_all_and_is_let_go() {
         gone.unwrap_err()
     );
 }
+
+// ---- a burst of connects ---------------------------------------------------
+
+/// Every client reconnecting at once (after a restart) must queue in the
+/// kernel, not be dropped: with mio's default backlog of 128 the SYNs past
+/// it were dropped and each such client waited 1 s, 3 s, 7 s... for TCP's
+/// retry. With the server stopped (SIGSTOP) nothing is accepted, so how many
+/// handshakes complete is exactly the accept queue the server asked for.
+#[test]
+fn a_burst_of_connects_waits_in_the_accept_queue() {
+    use socket2::{Domain, Socket, Type};
+    let _g = one_at_a_time();
+    let server = ServerProcess::start(&[]);
+    const N: usize = 1000;
+    let paused = pause(&server);
+    // Nonblocking connects: a SYN the kernel drops must not hang the test.
+    let sockets: Vec<Socket> = (0..N)
+        .map(|i| {
+            let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            let src = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 100) as u8);
+            sock.bind(&SocketAddr::from((src, 0)).into()).unwrap();
+            sock.set_nonblocking(true).unwrap();
+            let _ = sock.connect(&server.addr.into()); // EINPROGRESS
+            sock
+        })
+        .collect();
+    let clients: Vec<SocketAddr> = sockets
+        .iter()
+        .map(|s| s.local_addr().unwrap().as_socket().unwrap())
+        .collect();
+    let queued = || {
+        let ends = server_ends(server.addr);
+        clients
+            .iter()
+            .filter(|c| match c {
+                SocketAddr::V4(v4) => ends.get(v4).is_some_and(|e| e.state == TCP_ESTABLISHED),
+                SocketAddr::V6(_) => false,
+            })
+            .count()
+    };
+    let all = wait_until(CLOSE_BOUND, || queued() == N);
+    let got = queued();
+    drop(paused);
+    for s in sockets {
+        let _ = s.set_linger(Some(Duration::ZERO));
+    }
+    assert!(
+        all,
+        "{got} of {N} handshakes completed while the server was stopped"
+    );
+}

@@ -66,7 +66,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
 fi
 step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "cargo test" cargo test --workspace --locked
+step "cargo test" cargo test --workspace --locked --no-fail-fast
 step "cargo build --release (chat, chat-bench)" cargo build --release --locked --workspace
 step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
 step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat

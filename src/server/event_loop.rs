@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -22,6 +23,12 @@ const SIGNALS: Token = Token(usize::MAX - 2);
 
 /// Reads from one connection per turn before others get their go.
 const READS_PER_TURN: usize = 16;
+/// The accept queue asked of the kernel (which caps it at
+/// `net.core.somaxconn`). mio's `bind` asks for 128, like std: a burst of
+/// connects (every client reconnecting after a restart) then overflows it
+/// while the loop is busy, and each dropped SYN costs its client a 1 s, 3 s,
+/// 7 s... retry.
+const LISTEN_BACKLOG: libc::c_int = 4096;
 /// After EMFILE/ENFILE, accepting pauses this long instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -63,6 +70,11 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
+        // Calling listen again on a listening socket sets its backlog.
+        // SAFETY: listen(2) on a descriptor we own; no memory is passed.
+        if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+            warn!("listen backlog: {}", io::Error::last_os_error());
+        }
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Server {
