@@ -28,6 +28,7 @@ pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 /// Everything the engine and its driver need to know from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// Address to listen on (port 0: any free port, see `Server::local_addr`).
     pub listen: SocketAddr,
     /// Connections over this are accepted and closed at once.
     pub max_connections: usize,
@@ -81,7 +82,7 @@ impl Config {
     /// The output cap actually enforced: 1 MiB, or enough for one echoed
     /// message of the largest allowed size when `--max-message-size` is
     /// raised above it (the Autobahn 9.* cases echo 16 MiB messages).
-    pub fn effective_max_output(&self) -> usize {
+    pub(crate) fn effective_max_output(&self) -> usize {
         self.max_output
             .max(self.max_message_size.saturating_add(16))
     }

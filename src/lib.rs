@@ -6,10 +6,16 @@
 //! that touches sockets, signals or the clock.
 //! `sys` holds the process facts (descriptor limit, resident memory) that
 //! the server, its load tool and the tests share.
+//!
+//! Only what the binary, the load tool, the benches, the fuzz targets and
+//! the integration tests use is public; everything else is crate-private so
+//! the compiler can tell us when it goes unused.
+
+#![warn(missing_docs)]
 
 pub mod chat;
 pub mod config;
-pub mod engine;
+mod engine;
 pub mod http;
 pub mod server;
 pub mod sys;

@@ -222,6 +222,7 @@ fuzz_target!(|data: &[u8]| {
     let wait = [0u64, 1, 100, 5000][usize::from(sel & 3)];
     let mut pairing = Pairing::new(ChatConfig {
         interest_wait_ms: wait,
+        ..ChatConfig::default()
     });
     let mut model = Model {
         clients: BTreeMap::new(),

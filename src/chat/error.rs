@@ -15,14 +15,14 @@ pub enum SessionError {
 
 impl SessionError {
     /// The code the close frame carries.
-    pub fn close_code(self) -> CloseCode {
+    pub(crate) fn close_code(self) -> CloseCode {
         match self {
             SessionError::Flooding => CloseCode::POLICY_VIOLATION,
         }
     }
 
     /// The close frame's reason text (on the wire: clients may show it).
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             SessionError::Flooding => "rate limit exceeded",
         }

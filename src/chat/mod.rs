@@ -15,15 +15,16 @@
 //!   interest-wait fallback); the loop folds it into its poll timeout.
 //! * Every `Outbox::send` call is one text frame to that client, in order.
 
-pub mod error;
+mod error;
 pub mod pairing;
 pub mod protocol;
 #[cfg(test)]
 mod tests;
 
 pub use error::SessionError;
-pub use pairing::{ChatConfig, ChatMetrics, Pairing};
-pub use protocol::{write_json, ErrorCode, LeftReason, ServerMsg};
+pub(crate) use pairing::ChatMetrics;
+pub use pairing::{ChatConfig, Pairing};
+pub use protocol::{write_json, ServerMsg};
 
 /// The event loop's handle for a chat client (its slab index).
 pub type ClientId = usize;
@@ -31,13 +32,18 @@ pub type ClientId = usize;
 /// Where the chat's messages go. The server writes each one as a text frame
 /// into the client's output buffer; tests record them.
 pub trait Outbox {
+    /// Delivers one message to client `to`; called in the order the
+    /// client must see them.
     fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>);
 }
 
 /// Live counts for `/stats` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Connected chat clients, in any state.
     pub online: usize,
+    /// Clients queued, looking for a stranger.
     pub waiting: usize,
+    /// Clients in a chat: twice the number of pairs.
     pub chatting: usize,
 }

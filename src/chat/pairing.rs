@@ -46,7 +46,7 @@
 //!   nothing). No extra `waiting` is sent. While chatting or idle, tags are
 //!   kept for the next search. An empty list clears the interests.
 //! * Invalid tags in the connect query are dropped silently (see
-//!   [`interests_from_query`]).
+//!   `protocol::interests_from_query`).
 //! * `paired.common` lists the shared tags in sorted order.
 //! * The rate limit is checked before the message is parsed, so bad
 //!   messages count too. A dropped message answers `rate_limited` at most
@@ -81,7 +81,7 @@ impl Default for ChatConfig {
 }
 
 /// PROTOCOL.md's rate: 10 messages/s, bursts of 20.
-pub const DEFAULT_RATE_PER_SEC: u64 = 10;
+pub(crate) const DEFAULT_RATE_PER_SEC: u64 = 10;
 
 /// Totals since start, for `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,8 +92,9 @@ pub struct ChatMetrics {
     pub typing_relayed: u64,
     /// Pairs made.
     pub pairs: u64,
-    /// Refused client messages, by [`ErrorCode::index`]. `rate_limited`
-    /// counts every dropped message, also those not answered (throttled).
+    /// Refused client messages, one counter per [`ErrorCode`] in the order
+    /// the enum declares them. `rate_limited` counts every dropped message,
+    /// also those not answered (throttled).
     pub errors: [u64; ErrorCode::COUNT],
     /// Sessions ended with 1008 for flooding at 10x the rate limit.
     pub rate_limit_closes: u64,
@@ -106,7 +107,8 @@ impl ChatMetrics {
     }
 
     /// `(code, count)` for every error code, in [`ErrorCode::ALL`] order.
-    pub fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+    #[cfg(test)]
+    pub(crate) fn errors_by_code(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
         ErrorCode::ALL.into_iter().zip(self.errors.iter().copied())
     }
 }
@@ -229,6 +231,7 @@ pub struct Pairing {
 }
 
 impl Pairing {
+    /// No clients yet; `config` holds for the life of the chat.
     pub fn new(config: ChatConfig) -> Pairing {
         Pairing {
             config,
@@ -237,9 +240,11 @@ impl Pairing {
     }
 
     /// A session opened. `interests_query` is the raw query string of the
-    /// upgrade request without `?` (`interests=music,rust&x=1`); see
-    /// [`interests_from_query`]. The client gets `waiting` at once, then
-    /// `paired` if a stranger is found in the same call.
+    /// upgrade request without `?` (`interests=music,rust&x=1`): every
+    /// `interests` parameter counts, values are percent-decoded, invalid
+    /// tags are dropped and at most 10 kept (`protocol::interests_from_query`).
+    /// The client gets `waiting` at once, then `paired` if a stranger is
+    /// found in the same call.
     pub fn on_connect(
         &mut self,
         id: ClientId,
@@ -375,6 +380,8 @@ impl Pairing {
         self.finish_turn(out);
     }
 
+    /// How many clients are online, queued and chatting right now (for
+    /// `/stats` and `/metrics`).
     pub fn counts(&self) -> Counts {
         Counts {
             online: self.online,

@@ -34,22 +34,50 @@ pub const MAX_TAG_CHARS: usize = 32;
 /// A message to a client.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ServerMsg<'a> {
-    Waiting { online: usize },
-    Paired { common: &'a [String] },
-    Message { text: &'a str },
-    Typing { active: bool },
-    Left { reason: LeftReason },
-    Error { code: ErrorCode },
+    /// The client is queued, looking for a stranger.
+    Waiting {
+        /// Connected chat clients, the receiver included.
+        online: usize,
+    },
+    /// The client now talks to a stranger; both sides get this in the same turn.
+    Paired {
+        /// The interest tags the two share, sorted; may be empty.
+        common: &'a [String],
+    },
+    /// The stranger said something.
+    Message {
+        /// The text as the stranger sent it (non-blank, within [`MAX_TEXT_BYTES`]).
+        text: &'a str,
+    },
+    /// The stranger started or stopped typing.
+    Typing {
+        /// `true`: started; `false`: stopped.
+        active: bool,
+    },
+    /// The stranger left; the client stays idle until it sends `next`.
+    Left {
+        /// Why the stranger went.
+        reason: LeftReason,
+    },
+    /// The client's last message was refused; the session goes on.
+    Error {
+        /// What was wrong with it.
+        code: ErrorCode,
+    },
 }
 
+/// Why a partner left, as the `left` message's `reason` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeftReason {
+    /// The partner sent `next` (it is queued again, the receiver is not).
     Next,
+    /// The partner's connection ended, for whatever reason.
     Disconnected,
 }
 
 impl LeftReason {
-    pub fn as_str(self) -> &'static str {
+    /// The wire value (`"next"`, `"disconnected"`).
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LeftReason::Next => "next",
             LeftReason::Disconnected => "disconnected",
@@ -57,22 +85,33 @@ impl LeftReason {
     }
 }
 
+/// Why a client message was refused: the `code` of an `error` message,
+/// and a per-code counter in `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
+    /// Not a JSON object with a string `type`, or a field of the wrong type.
     BadJson,
+    /// A `type` this server does not know.
     UnknownType,
+    /// A chat text that is empty or only white space.
     Empty,
+    /// A chat text over [`MAX_TEXT_BYTES`].
     TooLong,
+    /// `message` or `typing` while not in a chat.
     NotPaired,
+    /// Over the per-client message rate; the message was dropped.
     RateLimited,
+    /// `tags` not an array of strings, over [`MAX_TAGS`], or a tag that is
+    /// empty or over [`MAX_TAG_CHARS`] characters.
     BadInterests,
 }
 
 impl ErrorCode {
-    /// Number of error codes (the length of [`ErrorCode::ALL`]).
-    pub const COUNT: usize = 7;
+    /// Number of error codes: one counter each in `ChatMetrics::errors`.
+    pub(crate) const COUNT: usize = 7;
     /// Every code, in the order of [`ErrorCode::index`].
-    pub const ALL: [ErrorCode; ErrorCode::COUNT] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [ErrorCode; ErrorCode::COUNT] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::Empty,
@@ -82,8 +121,8 @@ impl ErrorCode {
         ErrorCode::BadInterests,
     ];
 
-    /// Position in [`ErrorCode::ALL`] (for per-code counters).
-    pub fn index(self) -> usize {
+    /// Position in declaration order (the index of the code's counter).
+    pub(crate) fn index(self) -> usize {
         match self {
             ErrorCode::BadJson => 0,
             ErrorCode::UnknownType => 1,
@@ -96,7 +135,7 @@ impl ErrorCode {
     }
 
     /// The wire code (`"bad_json"`, ...).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "bad_json",
             ErrorCode::UnknownType => "unknown_type",
@@ -110,7 +149,7 @@ impl ErrorCode {
 
     /// The human text sent as `"message"`. Plain ASCII without characters
     /// that need JSON escaping.
-    pub fn description(self) -> &'static str {
+    pub(crate) fn description(self) -> &'static str {
         match self {
             ErrorCode::BadJson => "expected a JSON object with a string type field",
             ErrorCode::UnknownType => "unknown message type",
@@ -128,15 +167,20 @@ impl ErrorCode {
 pub enum ClientMsg<'a> {
     /// Say something; `text` is non-blank and at most [`MAX_TEXT_BYTES`].
     Message {
+        /// Borrowed from the input unless it had JSON escapes.
         text: Cow<'a, str>,
     },
+    /// Typing started or stopped; relayed to the partner as is.
     Typing {
+        /// `true`: started; `false`: stopped.
         active: bool,
     },
+    /// Leave the current partner, if any, and be queued again.
     Next,
     /// Normalised tags: trimmed, lower-cased, 1..=32 chars, deduplicated,
     /// sorted, at most [`MAX_TAGS`].
     Interests {
+        /// The tags, ready to match on (they apply to the next search).
         tags: Vec<String>,
     },
 }
@@ -187,7 +231,7 @@ fn check_text(text: Cow<'_, str>) -> Result<ClientMsg<'_>, ErrorCode> {
 
 /// Trims and lower-cases a tag; `None` if it is then empty or over
 /// [`MAX_TAG_CHARS`] characters.
-pub fn normalize_tag(tag: &str) -> Option<String> {
+fn normalize_tag(tag: &str) -> Option<String> {
     let tag = tag.trim().to_lowercase();
     let n = tag.chars().count();
     (1..=MAX_TAG_CHARS).contains(&n).then_some(tag)
@@ -224,7 +268,7 @@ fn parse_tags(value: &serde_json::Value) -> Result<Vec<String>, ErrorCode> {
 /// distinct valid tags are kept. For convenience a string with neither `=`
 /// nor `&` is taken as the bare parameter value (`music,rust`).
 /// The result is deduplicated and sorted.
-pub fn interests_from_query(query: &str) -> Vec<String> {
+pub(crate) fn interests_from_query(query: &str) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let mut add_value = |value: &str| {
         let decoded = percent_decode(value);

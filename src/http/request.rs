@@ -25,7 +25,9 @@
 /// Request method, as far as routing cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`: what pages and WebSocket upgrades take.
     Get,
+    /// `HEAD`: answered like `GET` without the body (RFC 9110 §9.3.2).
     Head,
     /// Anything else: answered with 405.
     Other,
@@ -34,6 +36,7 @@ pub enum Method {
 /// What the server needs from a request head. Borrows the read buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// The method, reduced to what routing distinguishes.
     pub method: Method,
     /// Path without the query string, e.g. `/echo` (also for an
     /// absolute-form target).
@@ -51,8 +54,14 @@ pub struct Request<'a> {
     /// `Upgrade: websocket` (case-insensitive token) and `Connection`
     /// containing the `upgrade` token.
     pub websocket_upgrade: bool,
+    /// The `Sec-WebSocket-Key` header's raw value; an upgrade is answered
+    /// 400 unless it is base64 of 16 bytes (RFC 6455 §4.2.1).
     pub sec_websocket_key: Option<&'a [u8]>,
+    /// The `Sec-WebSocket-Version` header's raw value; an upgrade with
+    /// anything but `13` is answered 426 (RFC 6455 §4.4).
     pub sec_websocket_version: Option<&'a [u8]>,
+    /// The `Origin` header's raw value, checked against
+    /// `--allowed-origins` when that list is not empty (403 otherwise).
     pub origin: Option<&'a [u8]>,
     /// Declared body length (0 when absent).
     pub content_length: u64,
@@ -64,14 +73,14 @@ pub struct Request<'a> {
 }
 
 /// Why a request head cannot be answered normally; each maps to one
-/// status ([`HttpError::status`], in `response.rs`) and a closed connection.
+/// status (`HttpError::status`, in `response.rs`) and a closed connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HttpError {
     /// Does not parse, or breaks a rule of the head (400).
     BadRequest,
     /// Over the head limit before the request line ended (414).
     UriTooLong,
-    /// Over the head limit, or over [`MAX_HEADERS`] headers (431).
+    /// Over the head limit, or over `MAX_HEADERS` (32) headers (431).
     HeadTooLarge,
 }
 
@@ -89,11 +98,16 @@ impl std::error::Error for HttpError {}
 
 /// How many headers a request may carry; one more is `HeadTooLarge`.
 /// The array lives on the stack for the duration of one parse.
-pub const MAX_HEADERS: usize = 32;
+const MAX_HEADERS: usize = 32;
 
 /// The default limit on a request head (PROTOCOL.md, "Limits").
 pub const DEFAULT_MAX_HEAD: usize = 8 * 1024;
 
+/// Parses the request head at the start of `buf`, looking at no more than
+/// `max_head` bytes: `Ok(None)` while it is incomplete and within the
+/// limit (read more), `Ok(Some(req))` once complete (`req.head_len` bytes;
+/// a pipelined request after it is left alone), `Err` for a head to refuse
+/// with a status and then close.
 pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>, HttpError> {
     // Never look past `max_head` bytes: a head that is not complete within
     // them is too large whatever follows, and this bounds the work done on

@@ -96,6 +96,8 @@ impl Server {
         })
     }
 
+    /// The address actually bound (how a caller that asked for port 0
+    /// learns the port); an error once shutdown has closed the listener.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.listener {
             Some(l) => l.local_addr(),

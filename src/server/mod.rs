@@ -1,8 +1,9 @@
 //! The driver: a mio event loop that moves bytes between sockets and the
-//! [`Engine`](crate::engine::Engine) and carries out its actions. It owns
-//! every syscall and the clock; every rule lives in the engine.
+//! socket-free engine (the crate-private `engine` module) and carries out
+//! its actions. It owns every syscall and the clock; every rule lives in
+//! the engine.
 
-pub mod event_loop;
+mod event_loop;
 
 pub use crate::config::Config;
 pub use event_loop::Server;

@@ -8,7 +8,7 @@ use super::CloseCode;
 /// Valid: 1000–1003, 1007–1014 (1012–1014 are IANA-registered and accepted
 /// by Autobahn), 3000–4999. Invalid: below 1000, 1004–1006 (reserved or
 /// never sent on the wire), 1015, 1016–2999, 5000 and above.
-pub fn is_valid_code(code: u16) -> bool {
+pub(crate) fn is_valid_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
@@ -19,7 +19,9 @@ pub fn is_valid_code(code: u16) -> bool {
 /// * a code that [`is_valid_code`] rejects →
 ///   [`ProtocolError::InvalidCloseCode`];
 /// * a reason that is not UTF-8 → [`ProtocolError::CloseReasonNotUtf8`].
-pub fn parse_close_payload(payload: &[u8]) -> Result<(Option<CloseCode>, &str), ProtocolError> {
+pub(crate) fn parse_close_payload(
+    payload: &[u8],
+) -> Result<(Option<CloseCode>, &str), ProtocolError> {
     match payload {
         [] => Ok((None, "")),
         [_] => Err(ProtocolError::ShortClosePayload),

@@ -70,9 +70,14 @@ pub enum Role {
 /// One decoded event. Text payloads are already valid UTF-8.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
+    /// A whole text message (reassembled if fragmented), already checked
+    /// to be UTF-8.
     Text(&'a [u8]),
+    /// A whole binary message.
     Binary(&'a [u8]),
+    /// A ping's payload (at most 125 bytes), for the pong that echoes it.
     Ping(&'a [u8]),
+    /// A pong's payload (at most 125 bytes).
     Pong(&'a [u8]),
     /// A valid close frame: code (None when the payload was empty) and reason.
     Close(Option<CloseCode>, &'a str),
@@ -115,6 +120,8 @@ fn be(bytes: &[u8]) -> u64 {
 }
 
 impl Decoder {
+    /// A decoder for one connection, on `role`'s side, refusing (1009) any
+    /// message whose reassembled payload would exceed `max_message_size`.
     pub fn new(role: Role, max_message_size: usize) -> Decoder {
         Decoder {
             max_message_size,
@@ -130,7 +137,16 @@ impl Decoder {
         }
     }
 
-    /// See the module documentation for the contract.
+    /// Decodes what it can from the start of `input`, unmasking in place.
+    ///
+    /// `Ok((n, Some(msg)))`: one event, `n` bytes used; call again on the
+    /// rest. `Ok((n, None))`: `n` bytes used; keep `input[n..]` (never over
+    /// 14 + 125 bytes) and present it again followed by the next bytes
+    /// read. `Err(e)`: fail the connection with `e.close_code()`. After an
+    /// error or a `Close` the decoder must not be fed again. `message` is
+    /// the caller's reassembly buffer: hand the same one back every call
+    /// and touch it only to free it while [`Decoder::in_message`] is false.
+    /// The full contract is in the module documentation of `ws/decode.rs`.
     pub fn decode<'a>(
         &mut self,
         input: &'a mut [u8],

@@ -5,14 +5,14 @@ use super::mask::apply_mask;
 use super::{CloseCode, OpCode};
 
 /// Longest frame header: 2 + 8 (64-bit length) + 4 (mask).
-pub const MAX_HEADER_LEN: usize = 14;
+pub(crate) const MAX_HEADER_LEN: usize = 14;
 
 /// Longest close reason that fits a control frame (125 - 2 code bytes).
-pub const MAX_CLOSE_REASON: usize = 123;
+pub(crate) const MAX_CLOSE_REASON: usize = 123;
 
 /// Builds a frame header: returns the buffer and how many of its bytes are
 /// the header (2..=14). Uses the shortest length encoding (7, 16 or 64 bits).
-pub fn frame_header(
+pub(crate) fn frame_header(
     opcode: OpCode,
     fin: bool,
     len: usize,
@@ -70,7 +70,7 @@ pub fn write_masked_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mas
 }
 
 /// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes on a char boundary.
-pub fn truncate_reason(reason: &str) -> &str {
+pub(crate) fn truncate_reason(reason: &str) -> &str {
     let mut end = reason.len().min(MAX_CLOSE_REASON);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -80,7 +80,7 @@ pub fn truncate_reason(reason: &str) -> &str {
 
 /// Appends an unmasked close frame with `code` and `reason` (reason is cut
 /// to fit the 125-byte control frame limit on a char boundary).
-pub fn write_close(out: &mut Vec<u8>, code: CloseCode, reason: &str) {
+pub(crate) fn write_close(out: &mut Vec<u8>, code: CloseCode, reason: &str) {
     let reason = truncate_reason(reason).as_bytes();
     let (h, n) = frame_header(OpCode::Close, true, 2 + reason.len(), None);
     out.reserve(n + 2 + reason.len());

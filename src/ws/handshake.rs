@@ -5,12 +5,12 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 /// The GUID every accept value is derived with (RFC 6455 §1.3).
-pub const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// True when `key` is base64 of exactly 16 bytes.
 ///
 /// The key is expected already trimmed of header whitespace.
-pub fn is_valid_key(key: &[u8]) -> bool {
+pub(crate) fn is_valid_key(key: &[u8]) -> bool {
     // 16 bytes are always 24 base64 characters ending in "==".
     if key.len() != 24 {
         return false;

@@ -18,7 +18,7 @@ impl Utf8Validator {
     /// Feeds more bytes; Err(()) as soon as the input cannot be valid UTF-8.
     ///
     /// After an error the validator's state is unspecified (the connection
-    /// is failed); call [`reset`](Self::reset) before reusing it.
+    /// is failed); reset it (or start a new one) before reusing it.
     #[allow(clippy::result_unit_err)]
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ()> {
         let mut rest = bytes;
@@ -76,7 +76,8 @@ impl Utf8Validator {
         self.tail_len == 0
     }
 
-    pub fn reset(&mut self) {
+    /// Forgets any incomplete character: the next feed starts a new text.
+    pub(crate) fn reset(&mut self) {
         self.tail_len = 0;
     }
 }
