@@ -149,6 +149,12 @@ impl Engine {
         self.sessions.len()
     }
 
+    /// Bytes read from every connection so far (driver tests).
+    #[cfg(test)]
+    pub(crate) fn bytes_received(&self) -> u64 {
+        self.totals.bytes_received
+    }
+
     /// A connection was accepted: its id, or None when it must be closed
     /// at once (`--max-connections`, or shutting down).
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {

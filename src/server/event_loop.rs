@@ -446,3 +446,60 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection that uses up its read budget while already queued to
+    /// read again (data keeps coming, so turns also bring it new readiness
+    /// events) is read at most its budget per turn and queued once: before,
+    /// the event read it again in the same turn and queued it a second time.
+    #[test]
+    fn a_busy_connection_is_read_at_most_its_budget_per_turn() {
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Config::default()
+        };
+        let mut server = Server::bind(config).unwrap();
+        let addr = server.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        client
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // A request head that never ends: answered 431, then everything
+        // else is read and discarded, as fast as it comes.
+        let writer = std::thread::spawn(move || {
+            let _ = client.write_all(b"GET / HTTP/1.1\r\nX: ");
+            let junk = vec![b'x'; 64 * 1024];
+            for _ in 0..400 {
+                if client.write_all(&junk).is_err() {
+                    break;
+                }
+            }
+        });
+        let budget = (READS_PER_TURN * server.read_buf.space().len()) as u64;
+        let mut busy_turns = 0;
+        for _ in 0..2_000 {
+            let before = server.engine.bytes_received();
+            server
+                .poll
+                .poll(&mut server.events, Some(Duration::from_millis(200)))
+                .unwrap();
+            server.turn();
+            let read = server.engine.bytes_received() - before;
+            assert!(read <= budget, "read {read} bytes in one turn");
+            let mut queued = server.read_again.clone();
+            queued.dedup();
+            assert_eq!(queued.len(), server.read_again.len(), "queued twice");
+            if read == budget {
+                busy_turns += 1;
+            }
+            if writer.is_finished() && server.read_again.is_empty() {
+                break;
+            }
+        }
+        assert!(busy_turns > 1, "the budget was never used up");
+        writer.join().unwrap();
+    }
+}
