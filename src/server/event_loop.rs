@@ -83,7 +83,9 @@ impl Server {
             signals: None,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
-            slots: Vec::new(),
+            // Reserved, not touched: pages become resident as ids are
+            // used, and growing never copies the slots.
+            slots: Vec::with_capacity(config.max_connections.min(1 << 16)),
             read_again: Vec::new(),
             reading_again: Vec::new(),
             flushing: Vec::new(),
@@ -450,6 +452,17 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The driver's share of an open connection: the socket and a flag,
+    /// 8 bytes in a release build (mio's socket carries a registry check of
+    /// 16 more bytes in debug builds).
+    #[test]
+    fn a_socket_slot_is_the_socket_and_a_flag() {
+        let slot = std::mem::size_of::<Option<Slot>>();
+        let socket = std::mem::size_of::<TcpStream>();
+        println!("size_of::<Option<Slot>>() = {slot}, size_of::<TcpStream>() = {socket}");
+        assert!(slot <= socket + std::mem::align_of::<TcpStream>(), "{slot}");
+    }
 
     /// A connection that uses up its read budget while already queued to
     /// read again (data keeps coming, so turns also bring it new readiness
