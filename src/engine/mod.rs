@@ -472,10 +472,14 @@ impl Engine {
     }
 
     /// Appends one frame to the connection's output.
+    /// (The echo path: one slab lookup per message.)
     fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
         if let Some(session) = self.sessions.get_mut(id) {
             encode::write_frame(session.out.writer(&mut self.pool), opcode, payload);
-            self.mark_dirty(id);
+            if !session.dirty {
+                session.dirty = true;
+                self.dirty.push(id);
+            }
         }
     }
 

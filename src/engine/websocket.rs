@@ -17,7 +17,16 @@ use crate::ws::{encode, Message, OpCode};
 impl Engine {
     /// Decodes frames from `buf`; returns the bytes used.
     pub(super) fn on_frames(&mut self, id: ConnId, buf: &mut [u8]) -> usize {
-        let Some(mut ws) = self.sessions.get_mut(id).and_then(|s| s.take_ws()) else {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return buf.len();
+        };
+        // Open: the endpoint's messages; Closing: only a close matters. The
+        // phase stays put until a message ends the loop.
+        let endpoint = match session.phase() {
+            Phase::Open { endpoint, .. } => Some(*endpoint),
+            _ => None,
+        };
+        let Some(mut ws) = session.take_ws() else {
             return buf.len();
         };
         let mut pos = 0;
@@ -26,7 +35,7 @@ impl Engine {
             match ws.decoder.decode(rest, &mut ws.message) {
                 Ok((used, Some(msg))) => {
                     pos += used;
-                    if !self.on_message(id, msg) {
+                    if !self.on_message(id, endpoint, msg) {
                         pos = buf.len();
                         break;
                     }
@@ -52,20 +61,14 @@ impl Engine {
 
     /// Handles one message; false when the connection reads no further
     /// frames.
-    fn on_message(&mut self, id: ConnId, msg: Message<'_>) -> bool {
-        let Some(session) = self.sessions.get(id) else {
-            return false;
-        };
-        let endpoint = match session.phase() {
-            Phase::Open { endpoint, .. } => *endpoint,
+    fn on_message(&mut self, id: ConnId, endpoint: Option<Endpoint>, msg: Message<'_>) -> bool {
+        let Some(endpoint) = endpoint else {
             // Closing: only the peer's close frame matters now.
-            _ => {
-                if let Message::Close(..) = msg {
-                    self.drain(id);
-                    return false;
-                }
-                return true;
+            if let Message::Close(..) = msg {
+                self.drain(id);
+                return false;
             }
+            return true;
         };
         match msg {
             Message::Ping(payload) => self.queue_frame(id, OpCode::Pong, payload),
