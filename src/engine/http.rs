@@ -8,7 +8,7 @@ use crate::http::response::{self, Connection, Status};
 use crate::ws::handshake;
 
 /// The built-in browser page.
-const INDEX_HTML: &str = include_str!("../chat/page/index.html");
+pub(super) const INDEX_HTML: &str = include_str!("../chat/page/index.html");
 
 /// While a connection is owed more than this, its further pipelined
 /// requests wait unparsed (and the driver stops reading it) until the
