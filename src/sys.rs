@@ -11,7 +11,8 @@
 //!
 //! Linux only, like the server's event loop underneath.
 
-use std::io;
+use std::io::{self, Read};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit and
 /// returns the soft limit now in force (unchanged when it already was the
@@ -81,6 +82,30 @@ fn parse_vm_rss(status: &str) -> Option<u64> {
         .parse()
         .ok()?;
     kib.checked_mul(1024)
+}
+
+/// The wall clock in Unix seconds (0 if it is set before 1970).
+pub fn unix_now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// 64 random bits (the key of pair ids): from /dev/urandom, or, where it cannot be
+/// read, from std's per-process random hash keys (which the OS seeds).
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(e) => {
+            log::warn!("cannot read /dev/urandom ({e}); pair ids keyed from std's hash keys");
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(unix_now_s());
+            h.finish()
+        }
+    }
 }
 
 #[cfg(test)]

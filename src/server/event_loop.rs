@@ -16,7 +16,9 @@ use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+mod accept;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -96,8 +98,8 @@ impl Server {
             engine: Engine::seeded(
                 config,
                 Seed {
-                    unix_start_s: unix_now_s(),
-                    pair_key: random_key(),
+                    unix_start_s: crate::sys::unix_now_s(),
+                    pair_key: crate::sys::random_u64(),
                 },
             ),
             accept_paused_until: None,
@@ -233,77 +235,6 @@ impl Server {
             .accept_paused_until
             .map(|until| until.saturating_duration_since(Instant::now()));
         engine.into_iter().chain(accept).min()
-    }
-
-    fn accept_all(&mut self) {
-        if self.accept_paused_until.is_some() {
-            return;
-        }
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((socket, _addr)) => {
-                    if self.accept_exhausted > 0 {
-                        info!(
-                            "accepting again after {} retries",
-                            self.accept_exhausted - 1
-                        );
-                        self.accept_exhausted = 0;
-                    }
-                    self.admit(socket);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if is_resource_exhaustion(&e) => {
-                    // Retried every ACCEPT_BACKOFF for as long as it
-                    // lasts: one warning, not ten a second.
-                    if self.accept_exhausted == 0 {
-                        warn!(
-                            "accept: {e} ({} connections open); retrying every \
-                             {} ms until descriptors free up",
-                            self.engine.connection_count(),
-                            ACCEPT_BACKOFF.as_millis()
-                        );
-                    } else {
-                        debug!("accept: {e}");
-                    }
-                    self.accept_exhausted += 1;
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-                // ECONNABORTED and friends concern only that one connection.
-                Err(e) => debug!("accept: {e}"),
-            }
-        }
-    }
-
-    fn admit(&mut self, mut socket: TcpStream) {
-        // Dropping the socket closes it at once.
-        let Some(id) = self.engine.accept(self.now_ms()) else {
-            return;
-        };
-        let _ = socket.set_nodelay(true);
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut socket, Token(id), Interest::READABLE)
-        {
-            warn!("register: {e}");
-            self.engine.connection_lost(id, self.now_ms());
-            self.apply_actions();
-            return;
-        }
-        if self.slots.len() <= id {
-            self.slots.resize_with(id + 1, || None);
-        }
-        if let Some(slot) = self.slots.get_mut(id) {
-            *slot = Some(Slot {
-                socket,
-                read_queued: false,
-            });
-        }
     }
 
     /// Reads the connection, then writes at once everything the engine
@@ -446,37 +377,6 @@ impl Server {
         }
         self.engine.begin_shutdown(self.now_ms());
         self.flush_dirty();
-    }
-}
-
-fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
-}
-
-/// The wall clock in Unix seconds (0 if it is set before 1970).
-fn unix_now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// 64 random bits for pair ids: from /dev/urandom, or, where it cannot be
-/// read, from std's per-process random hash keys (which the OS seeds).
-fn random_key() -> u64 {
-    let mut bytes = [0u8; 8];
-    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    match read {
-        Ok(()) => u64::from_ne_bytes(bytes),
-        Err(e) => {
-            warn!("cannot read /dev/urandom ({e}); pair ids keyed from std's hash keys");
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(unix_now_s());
-            h.finish()
-        }
     }
 }
 

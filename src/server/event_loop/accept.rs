@@ -1,0 +1,90 @@
+//! Accepting: drain the listener on each readiness, admit each socket to
+//! the engine, and back off (one warning, not ten a second) while the
+//! process is out of descriptors.
+
+use super::{Server, Slot, ACCEPT_BACKOFF};
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::io::{self, ErrorKind};
+use std::time::Instant;
+
+impl Server {
+    pub(super) fn accept_all(&mut self) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((socket, _addr)) => {
+                    if self.accept_exhausted > 0 {
+                        info!(
+                            "accepting again after {} retries",
+                            self.accept_exhausted - 1
+                        );
+                        self.accept_exhausted = 0;
+                    }
+                    self.admit(socket);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if is_resource_exhaustion(&e) => {
+                    // Retried every ACCEPT_BACKOFF for as long as it
+                    // lasts: one warning, not ten a second.
+                    if self.accept_exhausted == 0 {
+                        warn!(
+                            "accept: {e} ({} connections open); retrying every \
+                             {} ms until descriptors free up",
+                            self.engine.connection_count(),
+                            ACCEPT_BACKOFF.as_millis()
+                        );
+                    } else {
+                        debug!("accept: {e}");
+                    }
+                    self.accept_exhausted += 1;
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+                // ECONNABORTED and friends concern only that one connection.
+                Err(e) => debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn admit(&mut self, mut socket: TcpStream) {
+        // Dropping the socket closes it at once.
+        let Some(id) = self.engine.accept(self.now_ms()) else {
+            return;
+        };
+        let _ = socket.set_nodelay(true);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, Token(id), Interest::READABLE)
+        {
+            warn!("register: {e}");
+            self.engine.connection_lost(id, self.now_ms());
+            self.apply_actions();
+            return;
+        }
+        if self.slots.len() <= id {
+            self.slots.resize_with(id + 1, || None);
+        }
+        if let Some(slot) = self.slots.get_mut(id) {
+            *slot = Some(Slot {
+                socket,
+                read_queued: false,
+            });
+        }
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
