@@ -108,6 +108,7 @@ for (const [mode, url] of [['loopback, no TURN', args.url + '/?video=1'], ['TURN
     `median ${fmt(median(ttf))}, min ${fmt(sorted[0])}, p90 ${fmt(sorted[Math.floor(sorted.length * 0.9)])}, max ${fmt(sorted[sorted.length - 1])}; ` +
     `signals per call (both sides): median ${fmt(median(sig))}, min ${fmt(Math.min(...sig))}, max ${fmt(Math.max(...sig))}; ` +
     `selected local candidates ${JSON.stringify(selected)}; page errors ${errors.length}`);
+  for (const e of errors.slice(0, 3)) console.log(`  page error: ${e}`);
 }
 await browser.close().catch(() => {});
 process.exit(bad ? 1 : 0);
