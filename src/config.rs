@@ -4,6 +4,7 @@
 //! below, used both by [`Config::default`] and by the `clap` attributes in
 //! `main.rs`, so `--help` and a `Config` built in code cannot disagree.
 
+use crate::chat::TurnSecret;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub const DEFAULT_INTEREST_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RATE_LIMIT: u64 = crate::chat::pairing::DEFAULT_RATE_PER_SEC;
 /// `--busy-poll`: off.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
+pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
 /// Everything the engine and its driver need to know from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +59,13 @@ pub struct Config {
     /// After a turn that had events, keep polling without sleeping for this
     /// long before blocking (zero: never). Trades CPU for wake-up latency.
     pub busy_poll: Duration,
+    /// `--ice-server`: STUN/TURN URLs handed out in `paired` (checked by
+    /// `chat::video::check_ice_url`).
+    pub ice_servers: Vec<String>,
+    /// `--turn-secret-file`'s content: TURN URLs get REST credentials.
+    pub turn_secret: Option<TurnSecret>,
+    /// `--turn-ttl`: validity of those credentials (whole seconds count).
+    pub turn_ttl: Duration,
 }
 
 impl Default for Config {
@@ -74,6 +84,9 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(5),
             busy_poll: DEFAULT_BUSY_POLL,
+            ice_servers: Vec::new(),
+            turn_secret: None,
+            turn_ttl: DEFAULT_TURN_TTL,
         }
     }
 }
@@ -88,20 +101,25 @@ impl Config {
     }
 }
 
-/// Parses a duration: `10` or `10s` (seconds, fractions allowed), `500ms`.
+/// Parses a duration: `10` or `10s` (seconds, fractions allowed), `500ms`,
+/// `2m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(ms) = t.strip_suffix("ms") {
         (ms, 0.001)
     } else if let Some(s) = t.strip_suffix('s') {
         (s, 1.0)
+    } else if let Some(m) = t.strip_suffix('m') {
+        (m, 60.0)
+    } else if let Some(h) = t.strip_suffix('h') {
+        (h, 3600.0)
     } else {
         (t, 1.0)
     };
     let value: f64 = number
         .trim()
         .parse()
-        .map_err(|_| format!("'{text}' is not a duration (examples: 10, 2.5s, 500ms)"))?;
+        .map_err(|_| format!("'{text}' is not a duration (examples: 10, 2.5s, 500ms, 1h)"))?;
     if !value.is_finite() || value <= 0.0 || value * scale > 1e9 {
         return Err(format!("'{text}' must be a positive duration"));
     }
@@ -146,6 +164,8 @@ mod tests {
         assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());

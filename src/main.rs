@@ -1,9 +1,11 @@
 //! `chat`: the command line. Everything else lives in the library.
 
+use chat::chat::video::check_ice_url;
+use chat::chat::TurnSecret;
 use chat::config::{
     parse_busy_poll, parse_duration, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_TURN_TTL,
 };
 use chat::server::{Config, Server};
 use clap::Parser;
@@ -69,6 +71,24 @@ struct Cli {
     #[arg(long, env = "CHAT_BUSY_POLL", default_value_t = Seconds(DEFAULT_BUSY_POLL),
           value_name = "DURATION", value_parser = busy_poll_seconds)]
     busy_poll: Seconds,
+
+    /// ICE server for video, handed to both strangers of a pair
+    /// (repeatable; env: comma-separated): stun:HOST:PORT, turn:HOST:PORT,
+    /// turns:HOST:PORT.
+    #[arg(long, env = "CHAT_ICE_SERVER", value_name = "URL", value_delimiter = ',',
+          value_parser = ice_url)]
+    ice_server: Vec<String>,
+
+    /// File holding the secret shared with the TURN server (coturn's
+    /// static-auth-secret): turn: servers then get time-limited credentials.
+    /// Read once at start.
+    #[arg(long, env = "CHAT_TURN_SECRET_FILE", value_name = "PATH", value_parser = turn_secret_file)]
+    turn_secret_file: Option<TurnSecret>,
+
+    /// How long a TURN credential handed out at pairing stays valid.
+    #[arg(long, env = "CHAT_TURN_TTL", default_value_t = Seconds(DEFAULT_TURN_TTL),
+          value_name = "SECONDS", value_parser = seconds)]
+    turn_ttl: Seconds,
 }
 
 impl Cli {
@@ -84,6 +104,9 @@ impl Cli {
             interest_wait: self.interest_wait.0,
             rate_limit: self.rate_limit,
             busy_poll: self.busy_poll.0,
+            ice_servers: self.ice_server,
+            turn_secret: self.turn_secret_file,
+            turn_ttl: self.turn_ttl.0,
             ..Config::default()
         }
     }
@@ -111,6 +134,18 @@ fn busy_poll_seconds(text: &str) -> Result<Seconds, String> {
     parse_busy_poll(text).map(Seconds)
 }
 
+fn ice_url(text: &str) -> Result<String, String> {
+    let url = text.trim();
+    check_ice_url(url).map(|()| url.to_string())
+}
+
+/// Reads the TURN secret when the options are parsed, so an unreadable or
+/// empty file stops the server at start with one line naming the option.
+fn turn_secret_file(path: &str) -> Result<TurnSecret, String> {
+    let content = std::fs::read(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
+    TurnSecret::from_file_content(&content).ok_or_else(|| format!("'{path}' is empty"))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -131,6 +166,8 @@ fn main() -> ExitCode {
     raise_fd_limit();
 
     let config = cli.into_config();
+    let has_secret = config.turn_secret.is_some();
+    let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
     let listen = config.listen;
     let mut server = match Server::bind(config) {
         Ok(server) => server,
@@ -149,6 +186,9 @@ fn main() -> ExitCode {
         addr
     };
     info!("chat listening on {addr}; open http://{page_host}/ (echo: ws://{page_host}/echo)");
+    if has_secret && !has_turn {
+        warn!("--turn-secret-file is set but no --ice-server is a turn: URL");
+    }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -199,6 +239,10 @@ mod tests {
             "--interest-wait=1",
             "--rate-limit=3",
             "--busy-poll=200us",
+            "--ice-server=stun:127.0.0.1:3478",
+            "--ice-server",
+            "turn:127.0.0.1:3478?transport=tcp",
+            "--turn-ttl=1h",
         ])
         .into_config();
         let want = Config {
@@ -211,9 +255,40 @@ mod tests {
             interest_wait: Duration::from_secs(1),
             rate_limit: 3,
             busy_poll: Duration::from_micros(200),
+            ice_servers: vec![
+                "stun:127.0.0.1:3478".to_string(),
+                "turn:127.0.0.1:3478?transport=tcp".to_string(),
+            ],
+            turn_ttl: Duration::from_secs(3600),
             ..Config::default()
         };
         assert_eq!(config, want);
+    }
+
+    #[test]
+    fn the_turn_secret_file_is_read_trimmed_and_must_not_be_empty() {
+        let dir = std::env::temp_dir().join(format!("chat-main-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "  s3cret\n").unwrap();
+        let path = secret.to_str().unwrap();
+        let config = parse(&["--turn-secret-file", path]).into_config();
+        assert_eq!(config.turn_secret, TurnSecret::from_file_content(b"s3cret"));
+        assert!(config.turn_secret.is_some());
+        let empty = dir.join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        assert!(turn_secret_file(empty.to_str().unwrap()).is_err());
+        assert!(turn_secret_file(dir.join("missing").to_str().unwrap()).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ice_urls_must_be_stun_or_turn() {
+        assert_eq!(ice_url(" stun:h:3478 "), Ok("stun:h:3478".to_string()));
+        assert!(ice_url("turns:h:5349").is_ok());
+        assert!(ice_url("http://h").is_err());
+        assert!(ice_url("turn:").is_err());
+        assert!(ice_url("turn:a b").is_err());
     }
 
     #[test]

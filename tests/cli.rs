@@ -24,6 +24,9 @@ fn help_lists_every_option_with_its_environment_variable() {
         ("--interest-wait", "CHAT_INTEREST_WAIT"),
         ("--rate-limit", "CHAT_RATE_LIMIT"),
         ("--busy-poll", "CHAT_BUSY_POLL"),
+        ("--ice-server", "CHAT_ICE_SERVER"),
+        ("--turn-secret-file", "CHAT_TURN_SECRET_FILE"),
+        ("--turn-ttl", "CHAT_TURN_TTL"),
     ] {
         assert!(help.contains(option), "{option} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");

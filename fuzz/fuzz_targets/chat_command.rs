@@ -30,6 +30,7 @@ enum Sent {
     Typing,
     Left,
     Error,
+    Signal,
 }
 
 #[derive(Default)]
@@ -39,7 +40,7 @@ impl Outbox for Recorder {
     fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>) {
         let sent = match msg {
             ServerMsg::Waiting { online } => Sent::Waiting(*online),
-            ServerMsg::Paired { common } => {
+            ServerMsg::Paired { common, .. } => {
                 assert!(common.windows(2).all(|w| w[0] < w[1]), "common not sorted");
                 Sent::Paired
             }
@@ -50,6 +51,7 @@ impl Outbox for Recorder {
             ServerMsg::Typing { .. } => Sent::Typing,
             ServerMsg::Left { .. } => Sent::Left,
             ServerMsg::Error { .. } => Sent::Error,
+            ServerMsg::Signal { .. } => Sent::Signal,
         };
         // Every message also serialises to valid JSON.
         let json = chat::chat::protocol::to_json_string(msg);
@@ -115,7 +117,7 @@ impl Model {
                         self.clients.insert(to, St::Chatting(x));
                     }
                 },
-                Sent::Message | Sent::Typing => {
+                Sent::Message | Sent::Typing | Sent::Signal => {
                     let from = sender.expect("relay outside on_text");
                     assert_ne!(from, to, "relayed to the sender");
                     assert_eq!(

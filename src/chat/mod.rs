@@ -14,17 +14,23 @@
 //! * `next_deadline()` is the earliest time `on_tick` must be called (the
 //!   interest-wait fallback); the loop folds it into its poll timeout.
 //! * Every `Outbox::send` call is one text frame to that client, in order.
+//! * Time: `now_ms` is monotonic milliseconds since the loop started;
+//!   `ChatConfig::unix_start_s` is the wall clock (Unix seconds) at that
+//!   start, so TURN credential expiry is `unix_start_s + now_ms / 1000`
+//!   plus `--turn-ttl` without the chat ever reading a clock.
 
 mod error;
 pub mod pairing;
 pub mod protocol;
 #[cfg(test)]
 mod tests;
+pub mod video;
 
 pub use error::SessionError;
 pub(crate) use pairing::ChatMetrics;
 pub use pairing::{ChatConfig, Pairing};
 pub use protocol::{write_json, ServerMsg};
+pub use video::{PairId, TurnSecret, VideoConfig};
 
 /// The event loop's handle for a chat client (its slab index).
 pub type ClientId = usize;

@@ -54,14 +54,26 @@
 //!   an accepted message always answers). Every message, dropped or not,
 //!   also draws from the hard bucket; when it is empty `on_text` returns
 //!   `Err(SessionError::Flooding)` (close 1008).
+//! * `signal` (and an oversized one) is the exception: it draws from
+//!   neither bucket (PROTOCOL.md), so messages are parsed before the rate
+//!   check and a signal never reaches it. Signals have their own budget,
+//!   [`SIGNAL_BUDGET`] per side per pair; over it a signal is dropped and
+//!   answered `rate_limited` like a chat drop (the first drop, then at
+//!   most once per second).
+//! * Initiator: of the two, the one queued earlier (smaller `seq`) makes
+//!   the offer. Usually that is the partner found by a newcomer's search;
+//!   when an interest wait ends or tags change, the searcher may be the
+//!   earlier one, and then it is the initiator.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::protocol::{interests_from_query, parse_client, ClientMsg, ErrorCode, LeftReason};
+use super::video::{Ice, PairId, VideoConfig, SIGNAL_BUDGET};
 use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 
-/// Chat settings (from the command line).
-#[derive(Clone, Copy, Debug)]
+/// Chat settings (from the command line, and two values the driver reads
+/// from the world so that the chat itself never does).
+#[derive(Clone, Debug)]
 pub struct ChatConfig {
     /// `--interest-wait`: how long a client with interests waits for a
     /// match before taking anyone.
@@ -69,6 +81,13 @@ pub struct ChatConfig {
     /// `--rate-limit`: sustained client messages per second (bursts of
     /// twice that; the session is closed 1008 when it goes on at 10x).
     pub rate_per_sec: u64,
+    /// ICE servers and the TURN secret for `paired`.
+    pub video: VideoConfig,
+    /// Mixed into pair ids (see `PairId::new`): random per process in the
+    /// server, fixed in tests.
+    pub pair_key: u64,
+    /// Unix seconds at `now_ms == 0` (for TURN credential expiry).
+    pub unix_start_s: u64,
 }
 
 impl Default for ChatConfig {
@@ -76,6 +95,9 @@ impl Default for ChatConfig {
         ChatConfig {
             interest_wait_ms: 5_000,
             rate_per_sec: DEFAULT_RATE_PER_SEC,
+            video: VideoConfig::default(),
+            pair_key: 0,
+            unix_start_s: 0,
         }
     }
 }
@@ -92,6 +114,8 @@ pub struct ChatMetrics {
     pub typing_relayed: u64,
     /// Pairs made.
     pub pairs: u64,
+    /// Video `signal`s delivered to a partner.
+    pub signals_relayed: u64,
     /// Refused client messages, one counter per [`ErrorCode`] in the order
     /// the enum declares them. `rate_limited` counts every dropped message,
     /// also those not answered (throttled).
@@ -210,6 +234,12 @@ struct Client {
     /// Identifies the current interest wait's deadline entry.
     wait_gen: u64,
     rate: RateLimit,
+    /// The current pair's id (meaningful while chatting).
+    pair: PairId,
+    /// Signals sent within the current pair.
+    signals: u32,
+    /// No `rate_limited` answer for a signal before this time.
+    signal_quiet_until_ms: u64,
 }
 
 /// All chat clients and their state.
@@ -222,6 +252,8 @@ pub struct Pairing {
     next_serial: u64,
     next_seq: u64,
     next_wait_gen: u64,
+    /// Pairings made so far: the counter behind pair ids.
+    next_pair: u64,
     queue: BTreeMap<u64, ClientId>,
     open: BTreeMap<u64, ClientId>,
     by_tag: HashMap<String, BTreeMap<u64, ClientId>>,
@@ -274,11 +306,14 @@ impl Pairing {
                 open: false,
                 wait_gen: 0,
                 rate: RateLimit::new(now_ms, self.config.rate_per_sec),
+                pair: PairId::default(),
+                signals: 0,
+                signal_quiet_until_ms: 0,
             });
             self.online += 1;
             self.search(id, now_ms, out);
         }
-        self.finish_turn(out);
+        self.finish_turn(now_ms, out);
     }
 
     /// One text message (raw bytes, valid UTF-8) from a client.
@@ -289,6 +324,20 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) -> Result<(), SessionError> {
+        let parsed = parse_client(text);
+        match parsed {
+            Ok(ClientMsg::Signal { pair, data }) => {
+                self.signal(id, pair, data, now_ms, out);
+                return Ok(());
+            }
+            Err(ErrorCode::SignalTooLarge) => {
+                if self.client(id).is_some() {
+                    self.refuse(id, ErrorCode::SignalTooLarge, out);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
         let rate = self.config.rate_per_sec;
         let Some(client) = self.client_mut(id) else {
             return Ok(());
@@ -313,7 +362,7 @@ impl Pairing {
                 return Err(SessionError::Flooding);
             }
         }
-        match parse_client(text) {
+        match parsed {
             Err(code) => self.refuse(id, code, out),
             Ok(ClientMsg::Message { text }) => match state {
                 State::Chatting(partner) => {
@@ -331,14 +380,15 @@ impl Pairing {
             },
             Ok(ClientMsg::Next) => self.next(id, now_ms, out),
             Ok(ClientMsg::Interests { tags }) => self.set_interests(id, tags, now_ms, out),
+            // Handled above, before the rate limit.
+            Ok(ClientMsg::Signal { .. }) => {}
         }
-        self.finish_turn(out);
+        self.finish_turn(now_ms, out);
         Ok(())
     }
 
     /// The client is gone (closed, dropped, or failed).
     pub fn on_disconnect(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
-        let _ = now_ms;
         let Some(state) = self.client(id).map(|c| c.state) else {
             return;
         };
@@ -351,7 +401,7 @@ impl Pairing {
             *slot = None;
         }
         self.online = self.online.saturating_sub(1);
-        self.finish_turn(out);
+        self.finish_turn(now_ms, out);
     }
 
     /// Earliest time `on_tick` has work to do (an interest wait ends).
@@ -374,10 +424,10 @@ impl Pairing {
                 c.open = true;
                 let seq = c.seq;
                 self.open.insert(seq, id);
-                self.try_pair(id, out);
+                self.try_pair(id, now_ms, out);
             }
         }
-        self.finish_turn(out);
+        self.finish_turn(now_ms, out);
     }
 
     /// How many clients are online, queued and chatting right now (for
@@ -412,6 +462,48 @@ impl Pairing {
     fn refuse(&mut self, id: ClientId, code: ErrorCode, out: &mut dyn Outbox) {
         self.count_error(code);
         out.send(id, &ServerMsg::Error { code });
+    }
+
+    /// `signal`: relayed to the partner when `pair` is the sender's current
+    /// pair and its budget lasts; otherwise dropped (silently unless over
+    /// the budget).
+    fn signal(
+        &mut self,
+        id: ClientId,
+        pair: Option<PairId>,
+        data: &str,
+        now_ms: u64,
+        out: &mut dyn Outbox,
+    ) {
+        let Some(c) = self.client_mut(id) else {
+            return;
+        };
+        let State::Chatting(partner) = c.state else {
+            return;
+        };
+        if pair != Some(c.pair) {
+            return;
+        }
+        let pair = c.pair;
+        if c.signals >= SIGNAL_BUDGET {
+            let notify = now_ms >= c.signal_quiet_until_ms;
+            if notify {
+                c.signal_quiet_until_ms = now_ms.saturating_add(NOTICE_EVERY_MS);
+            }
+            self.count_error(ErrorCode::RateLimited);
+            if notify {
+                out.send(
+                    id,
+                    &ServerMsg::Error {
+                        code: ErrorCode::RateLimited,
+                    },
+                );
+            }
+            return;
+        }
+        c.signals += 1;
+        self.metrics.signals_relayed += 1;
+        out.send(partner, &ServerMsg::Signal { pair, data });
     }
 
     /// `next`: leave the partner (if any), then search.
@@ -457,7 +549,7 @@ impl Pairing {
             c.state = State::Queued;
             c.seq = seq;
             self.index(id, now_ms);
-            self.try_pair(id, out);
+            self.try_pair(id, now_ms, out);
         }
     }
 
@@ -482,7 +574,7 @@ impl Pairing {
         if let Some(c) = self.client_mut(id) {
             c.tags = tags;
             self.index(id, now_ms);
-            self.try_pair(id, out);
+            self.try_pair(id, now_ms, out);
         }
     }
 
@@ -583,40 +675,62 @@ impl Pairing {
         best.map(|(_, y)| y)
     }
 
-    /// Pairs queued client `x` with the partner it finds, if any.
-    fn try_pair(&mut self, x: ClientId, out: &mut dyn Outbox) -> bool {
+    /// Pairs queued client `x` with the partner it finds, if any; the one
+    /// queued earlier is the initiator.
+    fn try_pair(&mut self, x: ClientId, now_ms: u64, out: &mut dyn Outbox) -> bool {
         let Some(y) = self.find_partner(x) else {
             return false;
         };
-        let (xs, ys, common) = match (self.client(x), self.client(y)) {
-            (Some(a), Some(b)) => (a.serial, b.serial, common_tags(&a.tags, &b.tags)),
+        let (xs, ys, x_first, common) = match (self.client(x), self.client(y)) {
+            (Some(a), Some(b)) => (
+                a.serial,
+                b.serial,
+                a.seq < b.seq,
+                common_tags(&a.tags, &b.tags),
+            ),
             _ => return false,
         };
         self.unindex(x);
         self.unindex(y);
-        if let Some(c) = self.client_mut(x) {
-            c.state = State::Chatting(y);
-            c.prev = Some(ys);
-        }
-        if let Some(c) = self.client_mut(y) {
-            c.state = State::Chatting(x);
-            c.prev = Some(xs);
+        let pair = PairId::new(self.next_pair, self.config.pair_key);
+        self.next_pair += 1;
+        for (me, partner, partner_serial) in [(x, y, ys), (y, x, xs)] {
+            if let Some(c) = self.client_mut(me) {
+                c.state = State::Chatting(partner);
+                c.prev = Some(partner_serial);
+                c.pair = pair;
+                c.signals = 0;
+                c.signal_quiet_until_ms = 0;
+            }
         }
         self.chatting += 2;
         self.metrics.pairs += 1;
-        let msg = ServerMsg::Paired { common: &common };
-        out.send(x, &msg);
-        out.send(y, &msg);
+        let video = &self.config.video;
+        let unix_s = self.config.unix_start_s.saturating_add(now_ms / 1000);
+        let credential = video.turn_credential(pair, unix_s);
+        let ice = video.has_servers().then(|| Ice {
+            config: video,
+            credential: credential.as_ref().map(|(u, c)| (u.as_str(), c.as_str())),
+        });
+        for (to, initiator) in [(x, x_first), (y, !x_first)] {
+            let msg = ServerMsg::Paired {
+                common: &common,
+                pair,
+                initiator,
+                ice,
+            };
+            out.send(to, &msg);
+        }
         true
     }
 
     /// End of every public call: when the queue is down to two clients,
     /// the re-pair rule no longer keeps them apart, so pair them if they
     /// fit; then drop stale deadline entries so `next_deadline` is exact.
-    fn finish_turn(&mut self, out: &mut dyn Outbox) {
+    fn finish_turn(&mut self, now_ms: u64, out: &mut dyn Outbox) {
         if self.queue.len() == 2 {
             if let Some(&first) = self.queue.values().next() {
-                self.try_pair(first, out);
+                self.try_pair(first, now_ms, out);
             }
         }
         while let Some(&(_, id, wait_gen)) = self.deadlines.front() {

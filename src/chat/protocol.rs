@@ -16,6 +16,10 @@
 //!   `too_long`. "Blank" means empty or only Unicode white space.
 //! * Interest tags are trimmed, lower-cased, deduplicated and sorted; the
 //!   10-tag limit applies to the array as sent (before deduplication).
+//! * `signal`: `pair` must be a string and `data` a JSON object, else
+//!   `bad_json`. A `pair` that is not 16 lowercase hex digits cannot be any
+//!   pair's, so the signal is dropped like a stale one. `data` over
+//!   [`MAX_SIGNAL_DATA`] is `signal_too_large` whatever the pair.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -23,6 +27,9 @@ use std::io::Write as _;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::video::{self, Ice, PairId, MAX_SIGNAL_DATA};
 
 /// Longest chat text, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 4096;
@@ -43,6 +50,19 @@ pub enum ServerMsg<'a> {
     Paired {
         /// The interest tags the two share, sorted; may be empty.
         common: &'a [String],
+        /// This pairing's id, the same for both sides.
+        pair: PairId,
+        /// Whether this side makes the WebRTC offer (exactly one does).
+        initiator: bool,
+        /// ICE servers, when the server has any configured.
+        ice: Option<Ice<'a>>,
+    },
+    /// The stranger's video signalling, relayed as it came.
+    Signal {
+        /// The pair it belongs to (the receiver's current one).
+        pair: PairId,
+        /// The `data` JSON object, the bytes exactly as the sender sent them.
+        data: &'a str,
     },
     /// The stranger said something.
     Message {
@@ -104,11 +124,13 @@ pub enum ErrorCode {
     /// `tags` not an array of strings, over [`MAX_TAGS`], or a tag that is
     /// empty or over [`MAX_TAG_CHARS`] characters.
     BadInterests,
+    /// A `signal` whose `data` is over [`MAX_SIGNAL_DATA`] bytes.
+    SignalTooLarge,
 }
 
 impl ErrorCode {
     /// Number of error codes: one counter each in `ChatMetrics::errors`.
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 8;
     /// Every code, in the order of [`ErrorCode::index`].
     #[cfg(test)]
     pub(crate) const ALL: [ErrorCode; ErrorCode::COUNT] = [
@@ -119,6 +141,7 @@ impl ErrorCode {
         ErrorCode::NotPaired,
         ErrorCode::RateLimited,
         ErrorCode::BadInterests,
+        ErrorCode::SignalTooLarge,
     ];
 
     /// Position in declaration order (the index of the code's counter).
@@ -131,6 +154,7 @@ impl ErrorCode {
             ErrorCode::NotPaired => 4,
             ErrorCode::RateLimited => 5,
             ErrorCode::BadInterests => 6,
+            ErrorCode::SignalTooLarge => 7,
         }
     }
 
@@ -144,6 +168,7 @@ impl ErrorCode {
             ErrorCode::NotPaired => "not_paired",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BadInterests => "bad_interests",
+            ErrorCode::SignalTooLarge => "signal_too_large",
         }
     }
 
@@ -158,6 +183,7 @@ impl ErrorCode {
             ErrorCode::NotPaired => "you are not talking to a stranger",
             ErrorCode::RateLimited => "too many messages, slow down",
             ErrorCode::BadInterests => "interests must be at most 10 tags of 1 to 32 characters",
+            ErrorCode::SignalTooLarge => "signal data is over 16384 bytes",
         }
     }
 }
@@ -182,6 +208,13 @@ pub enum ClientMsg<'a> {
     Interests {
         /// The tags, ready to match on (they apply to the next search).
         tags: Vec<String>,
+    },
+    /// Video signalling for the partner.
+    Signal {
+        /// `None`: not a well-formed pair id, so not the current pair.
+        pair: Option<PairId>,
+        /// The `data` object as received, at most [`MAX_SIGNAL_DATA`] bytes.
+        data: &'a str,
     },
 }
 
@@ -214,6 +247,18 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMsg<'_>, ErrorCode> {
         "interests" => match raw.tags {
             Some(value) => parse_tags(&value).map(|tags| ClientMsg::Interests { tags }),
             None => Err(ErrorCode::BadJson),
+        },
+        "signal" => match (raw.pair, raw.data) {
+            (Some(Loose::Str(pair)), Some(data)) if data.get().starts_with('{') => {
+                if data.get().len() > MAX_SIGNAL_DATA {
+                    return Err(ErrorCode::SignalTooLarge);
+                }
+                Ok(ClientMsg::Signal {
+                    pair: PairId::parse(&pair),
+                    data: data.get(),
+                })
+            }
+            _ => Err(ErrorCode::BadJson),
         },
         _ => Err(ErrorCode::UnknownType),
     }
@@ -340,6 +385,11 @@ struct Raw<'a> {
     active: Option<Loose<'a>>,
     #[serde(default)]
     tags: Option<serde_json::Value>,
+    #[serde(default, borrow)]
+    pair: Option<Loose<'a>>,
+    /// Borrowed as the bytes of the input, never parsed into a tree.
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 /// Any JSON value, keeping only strings (borrowed when unescaped) and
@@ -414,7 +464,12 @@ pub fn write_json(out: &mut Vec<u8>, msg: &ServerMsg<'_>) {
             let _ = write!(out, "{online}");
             out.push(b'}');
         }
-        ServerMsg::Paired { common } => {
+        ServerMsg::Paired {
+            common,
+            pair,
+            initiator,
+            ice,
+        } => {
             out.extend_from_slice(b"{\"type\":\"paired\",\"common\":[");
             for (i, tag) in common.iter().enumerate() {
                 if i > 0 {
@@ -422,7 +477,24 @@ pub fn write_json(out: &mut Vec<u8>, msg: &ServerMsg<'_>) {
                 }
                 let _ = serde_json::to_writer(&mut *out, tag.as_str());
             }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(b"],");
+            video::write_pair(out, *pair);
+            out.extend_from_slice(if *initiator {
+                b",\"initiator\":true"
+            } else {
+                b",\"initiator\":false"
+            });
+            if let Some(ice) = ice {
+                video::write_ice(out, ice);
+            }
+            out.push(b'}');
+        }
+        ServerMsg::Signal { pair, data } => {
+            out.extend_from_slice(b"{\"type\":\"signal\",");
+            video::write_pair(out, *pair);
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(data.as_bytes());
+            out.push(b'}');
         }
         ServerMsg::Message { text } => {
             out.extend_from_slice(b"{\"type\":\"message\",\"text\":");
@@ -621,12 +693,29 @@ mod tests {
                 r#"{"type":"waiting","online":42}"#,
             ),
             (
-                ServerMsg::Paired { common: &common },
-                r#"{"type":"paired","common":["music","rust"]}"#,
+                ServerMsg::Paired {
+                    common: &common,
+                    pair: PairId(0x0123_4567_89ab_cdef),
+                    initiator: true,
+                    ice: None,
+                },
+                r#"{"type":"paired","common":["music","rust"],"pair":"0123456789abcdef","initiator":true}"#,
             ),
             (
-                ServerMsg::Paired { common: &[] },
-                r#"{"type":"paired","common":[]}"#,
+                ServerMsg::Paired {
+                    common: &[],
+                    pair: PairId(1),
+                    initiator: false,
+                    ice: None,
+                },
+                r#"{"type":"paired","common":[],"pair":"0000000000000001","initiator":false}"#,
+            ),
+            (
+                ServerMsg::Signal {
+                    pair: PairId(u64::MAX),
+                    data: r#"{ "sdp" : "v=0\r\n" }"#,
+                },
+                r#"{"type":"signal","pair":"ffffffffffffffff","data":{ "sdp" : "v=0\r\n" }}"#,
             ),
             (
                 ServerMsg::Message { text: "hi" },
@@ -677,8 +766,13 @@ mod tests {
         );
         let common = vec!["a\"b".to_string(), "ü".to_string()];
         assert_eq!(
-            as_value(&ServerMsg::Paired { common: &common }),
-            json!({"type":"paired","common":["a\"b","ü"]})
+            as_value(&ServerMsg::Paired {
+                common: &common,
+                pair: PairId(2),
+                initiator: false,
+                ice: None
+            }),
+            json!({"type":"paired","common":["a\"b","ü"],"pair":"0000000000000002","initiator":false})
         );
     }
 

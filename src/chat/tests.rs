@@ -3,15 +3,39 @@
 
 use super::pairing::{ChatConfig, Pairing};
 use super::protocol::{to_json_string, ErrorCode};
+use super::video::PairId;
 use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 
-/// Records every message as `(to, json)`.
+mod video;
+
+/// Records every message as `(to, json)`. A `paired` is recorded without
+/// its video fields (`pair`, `initiator`, `ice`), which the pairing tests
+/// do not look at; the whole JSON goes to `full`, and `(to, pair,
+/// initiator)` to `pairs`, for the video tests.
 #[derive(Default)]
-struct Rec(Vec<(ClientId, String)>);
+struct Rec {
+    sent: Vec<(ClientId, String)>,
+    full: Vec<(ClientId, String)>,
+    pairs: Vec<(ClientId, PairId, bool)>,
+}
 
 impl Outbox for Rec {
     fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>) {
-        self.0.push((to, to_json_string(msg)));
+        let json = to_json_string(msg);
+        if let ServerMsg::Paired {
+            common,
+            pair,
+            initiator,
+            ..
+        } = *msg
+        {
+            let tags: Vec<&str> = common.iter().map(String::as_str).collect();
+            self.sent.push((to, paired(&tags)));
+            self.pairs.push((to, pair, initiator));
+        } else {
+            self.sent.push((to, json.clone()));
+        }
+        self.full.push((to, json));
     }
 }
 
@@ -64,11 +88,15 @@ impl Chat {
     }
 
     fn with_wait(interest_wait_ms: u64) -> Chat {
+        Chat::with_config(ChatConfig {
+            interest_wait_ms,
+            ..ChatConfig::default()
+        })
+    }
+
+    fn with_config(config: ChatConfig) -> Chat {
         Chat {
-            p: Pairing::new(ChatConfig {
-                interest_wait_ms,
-                ..ChatConfig::default()
-            }),
+            p: Pairing::new(config),
             out: Rec::default(),
             now: 1_000_000,
         }
@@ -106,7 +134,8 @@ impl Chat {
     }
 
     fn take(&mut self) -> Vec<(ClientId, String)> {
-        std::mem::take(&mut self.out.0)
+        self.out.full.clear();
+        std::mem::take(&mut self.out.sent)
     }
 
     fn counts(&self) -> (usize, usize, usize) {
@@ -673,13 +702,18 @@ fn every_error_code() {
         c.send(0, &"x".repeat(4097)),
         vec![(0, error(ErrorCode::TooLong))]
     );
+    let big = format!(
+        r#"{{"type":"signal","pair":"0000000000000000","data":{{"s":"{}"}}}}"#,
+        "x".repeat(16 * 1024)
+    );
+    assert_eq!(c.send(0, &big), vec![(0, error(ErrorCode::SignalTooLarge))]);
     c.advance(10_000);
     for _ in 0..20 {
         c.send(0, NEXT);
     }
     assert_eq!(c.send(0, NEXT), vec![(0, error(ErrorCode::RateLimited))]);
     let m = c.p.metrics();
-    assert_eq!(m.errors_total(), 9);
+    assert_eq!(m.errors_total(), 10);
     for (code, n) in m.errors_by_code() {
         let want = match code {
             ErrorCode::Empty | ErrorCode::NotPaired => 2,
@@ -809,7 +843,7 @@ fn many_queued_clients_pair_and_leave_quickly() {
     for id in 0..N {
         c.p.on_connect(id, Some(&format!("interests=t{id}")), c.now, &mut c.out);
     }
-    c.out.0.clear();
+    c.take();
     assert_eq!(c.counts(), (N, N, 0));
     // Newcomers sharing a tag with the oldest and newest, and leavers from
     // the middle, all against the full queue.
@@ -826,7 +860,7 @@ fn many_queued_clients_pair_and_leave_quickly() {
     }
     assert_eq!(c.counts(), (N + 1_000, N - 3_000, 4_000));
     // Every wait ends in one tick: the rest pair up in arrival order.
-    c.out.0.clear();
+    c.take();
     c.advance(5_000);
     assert_eq!(c.counts(), (N + 1_000, 0, N + 1_000));
     assert_eq!(c.p.next_deadline(), None);

@@ -96,6 +96,11 @@ pub fn render_metrics(
             chat.messages_relayed,
         ),
         (
+            "chat_signals_relayed_total",
+            "Video signals relayed to a partner.",
+            chat.signals_relayed,
+        ),
+        (
             "chat_echo_messages_total",
             "Messages echoed on /echo.",
             totals.echo_messages,

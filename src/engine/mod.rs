@@ -38,7 +38,7 @@ mod wheel;
 mod tests;
 
 use crate::chat::pairing::ChatConfig;
-use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg};
+use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
 use crate::ws::{encode, OpCode};
 use ending::Ending;
@@ -97,6 +97,17 @@ impl ReadBuffer {
     }
 }
 
+/// What only the driver can learn from the world, handed to the engine at
+/// start so that the engine itself reads no clock and no randomness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seed {
+    /// The wall clock (Unix seconds) at `now_ms == 0`: TURN credentials
+    /// expire at `unix_start_s + now_ms / 1000 + --turn-ttl`.
+    pub unix_start_s: u64,
+    /// A random key per process, mixed into pair ids.
+    pub pair_key: u64,
+}
+
 /// The connection engine (see the module documentation).
 pub struct Engine {
     config: Config,
@@ -121,11 +132,27 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with no connections.
+    /// An engine with no connections, a zero [`Seed`] (tests: pair ids
+    /// and TURN expiry are then fixed functions of the pairing count and
+    /// `now_ms`).
+    #[cfg(test)]
     pub fn new(config: Config) -> Engine {
+        Engine::seeded(config, Seed::default())
+    }
+
+    /// An engine with no connections, its clock's Unix origin and its pair
+    /// key given by the driver.
+    pub fn seeded(config: Config, seed: Seed) -> Engine {
         let chat = Pairing::new(ChatConfig {
             interest_wait_ms: duration_ms(config.interest_wait),
             rate_per_sec: config.rate_limit,
+            video: VideoConfig::new(
+                &config.ice_servers,
+                config.turn_secret.clone(),
+                config.turn_ttl.as_secs(),
+            ),
+            pair_key: seed.pair_key,
+            unix_start_s: seed.unix_start_s,
         });
         Engine {
             sessions: Slab::with_capacity(config.max_connections.min(1 << 16)),

@@ -654,3 +654,48 @@ fn a_leftover_costs_what_it_holds() {
     assert_eq!(h.frames(id), [Frame::Binary(vec![5; 60_000])]);
     assert_eq!(h.engine.sessions.get(id).unwrap().leftover_len(), 1);
 }
+
+// ---- video ---------------------------------------------------------------
+
+#[test]
+fn paired_carries_the_pair_the_initiator_and_ice_and_signals_are_relayed() {
+    let mut h = Harness::new(config(|c| {
+        c.ice_servers = vec!["stun:127.0.0.1:3478".into(), "turn:127.0.0.1:3478".into()];
+        c.turn_secret = crate::chat::TurnSecret::from_file_content(b"secret");
+        c.turn_ttl = Duration::from_secs(600);
+    }));
+    let seed = Seed {
+        unix_start_s: 1_700_000_000,
+        pair_key: 42,
+    };
+    h.engine = Engine::seeded(h.engine.config.clone(), seed);
+    let a = h.open_ws("/");
+    let b = h.open_ws("/");
+    let pa = h.chat(a).pop().unwrap();
+    let pb = h.chat(b).pop().unwrap();
+    assert_eq!(pa["type"], "paired");
+    assert_eq!(pb["type"], "paired");
+    assert_eq!(pa["initiator"], true, "a waited: {pa}");
+    assert_eq!(pb["initiator"], false, "{pb}");
+    let pair = pa["pair"].as_str().unwrap().to_string();
+    assert_eq!(pb["pair"], pair.as_str());
+    assert_eq!(pair.len(), 16);
+    assert_eq!(pa["ice"], pb["ice"]);
+    assert_eq!(pa["ice"][0]["urls"][0], "stun:127.0.0.1:3478");
+    // The harness clock starts at 1 s: expiry = 1_700_000_001 + 600.
+    let username = format!("1700000601:{pair}");
+    assert_eq!(pa["ice"][1]["username"], username.as_str());
+    assert_eq!(
+        pa["ice"][1]["credential"],
+        crate::chat::video::hmac_sha1_base64(b"secret", username.as_bytes()).as_str()
+    );
+
+    let signal = format!(r#"{{"type":"signal","pair":"{pair}","data":{{ "candidate" : "c" }}}}"#);
+    h.send_json(b, &signal);
+    h.send_json(
+        b,
+        r#"{"type":"signal","pair":"0000000000000000","data":{}}"#,
+    );
+    assert_eq!(h.frames(a), vec![Frame::Text(signal.clone())]);
+    assert!(h.frames(b).is_empty());
+}

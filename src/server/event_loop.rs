@@ -8,7 +8,7 @@
 //! engine's actions.
 
 use crate::config::Config;
-use crate::engine::{Action, ConnId, Engine, ReadBuffer};
+use crate::engine::{Action, ConnId, Engine, ReadBuffer, Seed};
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -16,7 +16,7 @@ use signal_hook_mio::v1_0::Signals;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -91,8 +91,15 @@ impl Server {
             flushing: Vec::new(),
             read_buf: ReadBuffer::default(),
             busy_poll: config.busy_poll,
-            engine: Engine::new(config),
+            // The engine's time zero and its Unix origin, read together.
             start: Instant::now(),
+            engine: Engine::seeded(
+                config,
+                Seed {
+                    unix_start_s: unix_now_s(),
+                    pair_key: random_key(),
+                },
+            ),
             accept_paused_until: None,
             accept_exhausted: 0,
         })
@@ -447,6 +454,30 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
+}
+
+/// The wall clock in Unix seconds (0 if it is set before 1970).
+fn unix_now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// 64 random bits for pair ids: from /dev/urandom, or, where it cannot be
+/// read, from std's per-process random hash keys (which the OS seeds).
+fn random_key() -> u64 {
+    let mut bytes = [0u8; 8];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    match read {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(e) => {
+            warn!("cannot read /dev/urandom ({e}); pair ids keyed from std's hash keys");
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(unix_now_s());
+            h.finish()
+        }
+    }
 }
 
 #[cfg(test)]
