@@ -121,7 +121,8 @@ last=$(tail -n 1 "$tmp/spec.out")
 if [ $rc -ne 0 ]; then
     echo "--- plain server log (last 10 lines)"; tail -n 10 "$tmp/plain.log"
     echo "--- TURN server's chat log (last 10 lines)"; tail -n 10 "$tmp/turn-chat.log"
-    echo "--- turnserver log (last 10 lines)"; tail -n 10 "$turn_log"
+    echo "--- turnserver log (last 10 lines, less turn_check's own refusals)"
+    grep -v ":0123456789abcdef>" "$turn_log" | tail -n 10
 fi
 # One closing count (the last line) for the coturn check and the browser
 # steps together.
