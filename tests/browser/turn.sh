@@ -38,7 +38,7 @@ turn_start() {
         --no-tls --no-dtls --no-cli --allow-loopback-peers \
         --min-port=49152 --max-port=49251 --total-quota=100 \
         --db="$dir/turndb" --pidfile="$dir/turnserver.pid" \
-        --log-file="$turn_log" --simple-log --no-stdout-log -m 1 \
+        --log-file="$turn_log" --simple-log --no-stdout-log -m 1 -v \
         >/dev/null 2>&1 &
     turn_pid=$!
     # Ready when its UDP socket on 127.0.0.1:PORT is bound (it logs no line

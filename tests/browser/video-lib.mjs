@@ -49,9 +49,37 @@ export async function openPage(browser, url, opts, name, errors) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(10_000);
   page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));
+  logWire(page);
   const r = await page.goto(url, { timeout: 10_000, waitUntil: 'domcontentloaded' });
   if (!r || r.status() !== 200) throw new Error(`${name}: GET ${url} answered ${r && r.status()}`);
   return page;
+}
+
+/** One word for a chat message on the wire: `>offer`, `<cand:relay`, `<paired`. */
+function wireWord(dir, payload) {
+  let m;
+  try { m = JSON.parse(payload); } catch { return `${dir}?`; }
+  if (!m || m.type !== 'signal') return `${dir}${m && m.type}`;
+  const d = m.data || {};
+  if (d.description) return `${dir}${d.description.type}`;
+  if (d.candidate) return `${dir}cand:${(/ typ (\w+)/.exec(d.candidate.candidate || '') || [])[1] || 'end'}`;
+  return `${dir}signal`;
+}
+
+/**
+ * Keeps the last 60 chat messages a page sent (>) and received (<) in
+ * `page.wire`, for failure messages: where a call's negotiation stopped.
+ */
+export function logWire(page) {
+  page.wire = [];
+  page.on('websocket', (ws) => {
+    const add = (dir) => (f) => {
+      page.wire.push(wireWord(dir, f.payload));
+      if (page.wire.length > 60) page.wire.shift();
+    };
+    ws.on('framesent', add('>'));
+    ws.on('framereceived', add('<'));
+  });
 }
 
 /**
@@ -68,6 +96,10 @@ export function probe(page) {
       debug: true, pair: d.pair, videoState: d.videoState, pairedAt: d.pairedAt,
       signalsSent: d.signalsSent, signalsReceived: d.signalsReceived, now: performance.now(),
       pc: !!pc, connectionState: pc ? pc.connectionState : null, frames: 0, selected: null,
+      // for failure messages: where negotiation stopped
+      signalingState: pc ? pc.signalingState : null, iceConnectionState: pc ? pc.iceConnectionState : null,
+      iceGatheringState: pc ? pc.iceGatheringState : null,
+      descriptions: pc ? `${pc.localDescription && pc.localDescription.type}/${pc.remoteDescription && pc.remoteDescription.type}` : null,
     };
     if (pc && pc.connectionState !== 'closed') {
       const st = await pc.getStats();

@@ -169,8 +169,11 @@ for (const s of steps) {
     failed++;
     broken[group] = s.name;
     console.log(`FAIL ${s.name}\n     ${String(e.message || e).split('\n')[0]}`);
-    for (const [k, p] of Object.entries(pages))
-      if (!p.isClosed()) await p.screenshot({ path: join(shots, `video-failure-${k}.png`) }).catch(() => {});
+    for (const [k, p] of Object.entries(pages)) {
+      if (p.isClosed()) continue;
+      console.log(`     ${k.toUpperCase()} wire: ${p.wire.join(' ')}`);
+      await p.screenshot({ path: join(shots, `video-failure-${k}.png`) }).catch(() => {});
+    }
   }
 }
 await browser.close().catch(() => {});
