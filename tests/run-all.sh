@@ -8,6 +8,8 @@
 #      binary, real sockets), chat-bench's unit tests
 #   3. Autobahn|Testsuite 1.* to 10.* against /echo (kosoku), all OK
 #   4. real browser: two headless Chromium pages chat (playwright-core)
+#   4b. video: Chromium with a fake camera, calls on loopback and through a
+#      local coturn (tests/browser/video.sh, in its own network namespace)
 #   5. deployment: nginx terminating TLS in front of chat, wss:// end to end
 #   6. churn soak, 30 s: chat-bench soak against the release server, then
 #      /stats 0/0/0, open connections back to start, VmRSS within 10 %
@@ -40,10 +42,17 @@ install_system_packages() {
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null || return 1
+  fi
+  # The video test runs its own turnserver in a private network namespace;
+  # a system coturn service is not wanted: stop it if this install started it.
+  if [[ " ${need[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now coturn >/dev/null 2>&1 || true
   fi
 }
 
@@ -60,7 +69,7 @@ install_kosoku() {
 
 mkdir -p target
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  step "install system packages (nginx, chromium, openssl)" install_system_packages
+  step "install system packages (nginx, chromium, openssl, coturn, iproute2)" install_system_packages
   step "install kosoku (Autobahn cases) in target/venv" install_kosoku
   step "install playwright-core" install_node_packages
 fi
@@ -70,6 +79,7 @@ step "cargo test" cargo test --workspace --locked --no-fail-fast
 step "cargo build --release (chat, chat-bench)" cargo build --release --locked --workspace
 step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
 step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat
+step "video: browser + TURN" timeout 300 bash tests/browser/video.sh target/release/chat
 step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
 step "churn soak 30 s" env DURATION=30 bash tests/soak/run.sh target/release/chat target/release/chat-bench
 
