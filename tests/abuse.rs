@@ -7,9 +7,11 @@
 //! at a time (they share two cores with everything else).
 
 mod common;
+use common::probe::{metric, wait_until};
+use common::streams::reset;
 use common::*;
 use serde_json::json;
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
@@ -26,41 +28,7 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 // ---- looking at the server process ------------------------------------
 
-/// One value from /metrics.
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let resp = http_get(addr, "/metrics");
-    assert_eq!(resp.status, 200);
-    let body = String::from_utf8(resp.body).unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .parse()
-        .unwrap()
-}
-
-/// Polls `cond` until it holds or `within` passes; whether it held.
-fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---- socket helpers ---------------------------------------------------
-
-/// Closes with SO_LINGER 0: the peer gets a RST, not a FIN.
-fn reset(stream: TcpStream) {
-    SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
-}
 
 fn upgrade_request(path: &str) -> String {
     format!(
@@ -133,17 +101,6 @@ fn wait_all_closed(streams: &[TcpStream], deadline: Instant) -> Vec<Option<Insta
         let _ = s.set_nonblocking(false);
     }
     closed
-}
-
-/// Two chat clients, paired; the first one connected is returned first.
-fn chat_pair(addr: SocketAddr) -> (Ws, Ws) {
-    let mut a = Ws::connect(addr, "/");
-    assert_eq!(a.recv_json()["type"], "waiting");
-    let mut b = Ws::connect(addr, "/");
-    assert_eq!(b.recv_json()["type"], "waiting");
-    assert_eq!(a.recv_json()["type"], "paired");
-    assert_eq!(b.recv_json()["type"], "paired");
-    (a, b)
 }
 
 /// Chat works: a message from `a` reaches `b`.

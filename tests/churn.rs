@@ -39,17 +39,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 const MASK: Option<[u8; 4]> = Some([0x12, 0x34, 0x56, 0x78]);
 
-/// Two chat clients, paired.
-fn chat_pair(addr: SocketAddr) -> (Ws, Ws) {
-    let mut a = Ws::connect(addr, "/");
-    assert_eq!(a.recv_json()["type"], "waiting");
-    let mut b = Ws::connect(addr, "/");
-    assert_eq!(b.recv_json()["type"], "waiting");
-    assert_eq!(a.recv_json()["type"], "paired");
-    assert_eq!(b.recv_json()["type"], "paired");
-    (a, b)
-}
-
 // ---- 1. an end of stream that arrives with data ---------------------------
 
 #[test]

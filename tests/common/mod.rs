@@ -410,3 +410,14 @@ pub fn clock_ticks_per_sec() -> u64 {
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     u64::try_from(t).unwrap_or(100)
 }
+
+/// Two chat clients, paired; the first one connected is returned first.
+pub fn chat_pair(addr: SocketAddr) -> (Ws, Ws) {
+    let mut a = Ws::connect(addr, "/");
+    assert_eq!(a.recv_json()["type"], "waiting");
+    let mut b = Ws::connect(addr, "/");
+    assert_eq!(b.recv_json()["type"], "waiting");
+    assert_eq!(a.recv_json()["type"], "paired");
+    assert_eq!(b.recv_json()["type"], "paired");
+    (a, b)
+}

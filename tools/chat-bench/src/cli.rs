@@ -143,22 +143,14 @@ pub struct SoakArgs {
     pub sources: u8,
 }
 
-/// Seconds from `30`, `2.5s` or `500ms`; at most a day.
+/// Seconds from `30`, `2.5s`, `500ms` (the server's own duration syntax,
+/// `chat::config::parse_duration`), or `0`; at most a day.
 pub fn parse_secs(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?}: expected seconds like 30, 2.5s or 500ms"))?;
-    let secs = v * scale;
-    if !(0.0..=86_400.0).contains(&secs) {
+    if s.trim() == "0" {
+        return Ok(0.0);
+    }
+    let secs = chat::config::parse_duration(s)?.as_secs_f64();
+    if secs > 86_400.0 {
         return Err(format!("{s:?}: between 0 and 86400 seconds"));
     }
     Ok(secs)
@@ -174,7 +166,8 @@ mod tests {
         assert_eq!(parse_secs("2.5s"), Ok(2.5));
         assert_eq!(parse_secs("500ms"), Ok(0.5));
         assert_eq!(parse_secs(" 0 "), Ok(0.0));
-        for bad in ["", "s", "-1", "1h", "NaN", "inf", "1e9"] {
+        assert_eq!(parse_secs("1h"), Ok(3600.0));
+        for bad in ["", "s", "-1", "25h", "NaN", "inf", "1e9"] {
             assert!(parse_secs(bad).is_err(), "{bad}");
         }
     }
