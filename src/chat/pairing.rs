@@ -346,15 +346,7 @@ impl Pairing {
         match client.rate.check(now_ms, rate) {
             Verdict::Pass => {}
             Verdict::Drop { notify } => {
-                self.count_error(ErrorCode::RateLimited);
-                if notify {
-                    out.send(
-                        id,
-                        &ServerMsg::Error {
-                            code: ErrorCode::RateLimited,
-                        },
-                    );
-                }
+                self.drop_rate_limited(id, notify, out);
                 return Ok(());
             }
             Verdict::Close => {
@@ -464,6 +456,16 @@ impl Pairing {
         out.send(id, &ServerMsg::Error { code });
     }
 
+    /// A message dropped for a rate (the chat's or the signal budget): every
+    /// drop is counted, the client is told only when `notify` (throttled).
+    fn drop_rate_limited(&mut self, id: ClientId, notify: bool, out: &mut dyn Outbox) {
+        if notify {
+            self.refuse(id, ErrorCode::RateLimited, out);
+        } else {
+            self.count_error(ErrorCode::RateLimited);
+        }
+    }
+
     /// `signal`: relayed to the partner when `pair` is the sender's current
     /// pair and its budget lasts; otherwise dropped (silently unless over
     /// the budget).
@@ -490,15 +492,7 @@ impl Pairing {
             if notify {
                 c.signal_quiet_until_ms = now_ms.saturating_add(NOTICE_EVERY_MS);
             }
-            self.count_error(ErrorCode::RateLimited);
-            if notify {
-                out.send(
-                    id,
-                    &ServerMsg::Error {
-                        code: ErrorCode::RateLimited,
-                    },
-                );
-            }
+            self.drop_rate_limited(id, notify, out);
             return;
         }
         c.signals += 1;
