@@ -7,11 +7,12 @@ use chat::config::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_TURN_TTL,
 };
-use chat::server::{Config, Server};
+use chat::server::{Config, Server, TlsAcceptor, TlsFiles};
 use clap::Parser;
 use log::{info, warn};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -89,9 +90,30 @@ struct Cli {
     #[arg(long, env = "CHAT_TURN_TTL", default_value_t = Seconds(DEFAULT_TURN_TTL),
           value_name = "SECONDS", value_parser = seconds)]
     turn_ttl: Seconds,
+
+    /// TLS certificate chain (PEM, the server's certificate first): the
+    /// listener then speaks only TLS (https:, wss:). Needs --tls-key;
+    /// SIGHUP reloads both.
+    #[arg(long, env = "CHAT_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) for --tls-cert.
+    #[arg(long, env = "CHAT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl Cli {
+    /// `--tls-cert` and `--tls-key` (clap makes sure both or neither).
+    fn tls_files(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The server settings the options ask for; the rest are defaults.
     fn into_config(self) -> Config {
         Config {
@@ -157,7 +179,15 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line naming the option, not clap's whole screen.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut line = lines.next().unwrap_or("invalid arguments").to_string();
+            // "the following required arguments were not provided:" names
+            // them on the next line.
+            if line.ends_with(':') {
+                if let Some(next) = lines.next() {
+                    line = format!("{line} {next}");
+                }
+            }
             eprintln!("chat: {}", line.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
@@ -165,6 +195,15 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     raise_fd_limit();
 
+    // A certificate that does not load stops the start, like any other
+    // bad option; on SIGHUP later, a bad one is only logged.
+    let tls = match cli.tls_files().map(TlsAcceptor::load).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("chat: --tls-cert/--tls-key: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = cli.into_config();
     let has_secret = config.turn_secret.is_some();
     let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
@@ -176,8 +215,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let scheme = if tls.is_some() { "s" } else { "" };
+    if let Some(tls) = tls {
+        server.set_tls(tls);
+    }
     if let Err(e) = server.handle_signals() {
-        warn!("cannot handle SIGINT/SIGTERM: {e}");
+        warn!("cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
     }
     let addr = server.local_addr().unwrap_or(listen);
     let page_host = if addr.ip().is_unspecified() {
@@ -185,7 +228,10 @@ fn main() -> ExitCode {
     } else {
         addr
     };
-    info!("chat listening on {addr}; open http://{page_host}/ (echo: ws://{page_host}/echo)");
+    info!(
+        "chat listening on {addr}; open http{scheme}://{page_host}/ \
+         (echo: ws{scheme}://{page_host}/echo)"
+    );
     if has_secret && !has_turn {
         warn!("--turn-secret-file is set but no --ice-server is a turn: URL");
     }

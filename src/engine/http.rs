@@ -113,6 +113,9 @@ impl Engine {
                     &self.totals,
                     &self.chat.metrics(),
                 );
+                if let Some(extra) = &self.extra_metrics {
+                    extra.render(&mut self.text);
+                }
                 (
                     "text/plain; version=0.0.4; charset=utf-8",
                     self.text.as_bytes(),

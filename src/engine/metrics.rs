@@ -31,6 +31,14 @@ impl Totals {
     }
 }
 
+/// Counters kept outside the engine (the driver's TLS layer), appended to
+/// `/metrics` as Prometheus text, so the engine can show them without
+/// knowing what they count.
+pub trait ExtraMetrics: Send + Sync {
+    /// Appends `# HELP`/`# TYPE` lines and samples to `out`.
+    fn render(&self, out: &mut String);
+}
+
 /// `/stats`: `{"online":N,"waiting":N,"chatting":N}`.
 pub fn render_stats(out: &mut String, counts: Counts) {
     let _ = write!(

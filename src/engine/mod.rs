@@ -42,11 +42,13 @@ use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
 use crate::ws::{encode, OpCode};
 use ending::Ending;
+pub use metrics::ExtraMetrics;
 use metrics::Totals;
 use pool::BufferPool;
 use session::{Phase, Session};
 use slab::Slab;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use wheel::TimerWheel;
 
 /// A connection's handle, shared by the engine and its driver.
@@ -129,6 +131,8 @@ pub struct Engine {
     now_ms: u64,
     /// Set by [`Engine::begin_shutdown`]: when the grace ends.
     shutdown_deadline_ms: Option<u64>,
+    /// The driver's own counters, shown at the end of `/metrics`.
+    extra_metrics: Option<Arc<dyn ExtraMetrics>>,
 }
 
 impl Engine {
@@ -168,7 +172,13 @@ impl Engine {
             text: String::new(),
             now_ms: 0,
             shutdown_deadline_ms: None,
+            extra_metrics: None,
         }
+    }
+
+    /// Shows the driver's counters (TLS) at the end of `/metrics`.
+    pub fn set_extra_metrics(&mut self, extra: Arc<dyn ExtraMetrics>) {
+        self.extra_metrics = Some(extra);
     }
 
     /// Open connections of any kind.

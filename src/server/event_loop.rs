@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::engine::{Action, ConnId, Engine, ReadBuffer, Seed};
+use crate::server::tls::TlsAcceptor;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -19,6 +20,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 mod accept;
+mod tls_io;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
@@ -39,6 +41,8 @@ struct Slot {
     socket: TcpStream,
     /// In `read_again` already: read it there, not twice in one turn.
     read_queued: bool,
+    /// TLS between the socket and the engine (`--tls-cert`), or None.
+    tls: Option<Box<tls_io::TlsConn>>,
 }
 
 /// A bound, not yet running server.
@@ -65,6 +69,8 @@ pub struct Server {
     /// Accepts have been failing for lack of descriptors for this many
     /// retries (0: they are not); only the first is logged as a warning.
     accept_exhausted: u64,
+    /// `--tls-cert`/`--tls-key`: every accepted connection speaks TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 impl Server {
@@ -104,7 +110,16 @@ impl Server {
             ),
             accept_paused_until: None,
             accept_exhausted: 0,
+            tls: None,
         })
+    }
+
+    /// From now on every accepted connection speaks TLS with `acceptor`'s
+    /// certificate (one acceptor can be shared by several servers).
+    pub fn set_tls(&mut self, acceptor: TlsAcceptor) {
+        self.engine
+            .set_extra_metrics(acceptor.metrics().clone() as std::sync::Arc<_>);
+        self.tls = Some(acceptor);
     }
 
     /// The address actually bound (how a caller that asked for port 0
@@ -116,11 +131,16 @@ impl Server {
         }
     }
 
-    /// Shut down gracefully on SIGINT/SIGTERM (the binary does; tests that
-    /// run the server on a thread do not).
+    /// Shut down gracefully on SIGINT/SIGTERM and reload the TLS
+    /// certificate on SIGHUP (the binary does; tests that run the server on
+    /// a thread do not). The signals themselves are handled in
+    /// [`Server::on_signal`].
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals =
-            Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+        let mut signals = Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -250,6 +270,9 @@ impl Server {
     /// drained unless the peer's end of stream is pending: then read on to
     /// the 0 (data and FIN that arrive together make a single edge).
     fn read_some(&mut self, id: ConnId, read_closed: bool) {
+        if matches!(self.slots.get(id), Some(Some(Slot { tls: Some(_), .. }))) {
+            return self.read_some_tls(id);
+        }
         for _ in 0..READS_PER_TURN {
             let Some(Some(slot)) = self.slots.get_mut(id) else {
                 return;
@@ -311,6 +334,9 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
         };
+        if slot.tls.is_some() {
+            return self.flush_tls(id);
+        }
         loop {
             let pending = self.engine.output(id);
             if pending.is_empty() {
@@ -337,6 +363,8 @@ impl Server {
                 continue;
             };
             match action {
+                Action::Writable(want) if slot.tls.is_some() => self.tls_engine_writable(id, want),
+                Action::ShutdownWrite if slot.tls.is_some() => self.tls_shutdown_write(id),
                 Action::Writable(want) => {
                     let interest = if want {
                         Interest::READABLE | Interest::WRITABLE
@@ -353,6 +381,7 @@ impl Server {
                 }
                 Action::Close => {
                     if let Some(mut slot) = self.slots.get_mut(id).and_then(Option::take) {
+                        tls_io::tls_close(&mut slot);
                         let _ = self.poll.registry().deregister(&mut slot.socket);
                     }
                 }
@@ -361,11 +390,24 @@ impl Server {
         }
     }
 
+    /// The one place signals are handled: SIGHUP reloads the TLS
+    /// certificate, SIGINT/SIGTERM shut down.
     fn on_signal(&mut self) {
         let Some(signals) = &mut self.signals else {
             return;
         };
-        if signals.pending().next().is_none() {
+        let mut shut_down = false;
+        for signal in signals.pending() {
+            if signal == signal_hook::consts::SIGHUP {
+                match &self.tls {
+                    Some(tls) => tls.reload(),
+                    None => info!("SIGHUP ignored: no --tls-cert to reload"),
+                }
+            } else {
+                shut_down = true;
+            }
+        }
+        if !shut_down {
             return;
         }
         if let Some(mut listener) = self.listener.take() {
@@ -384,15 +426,16 @@ impl Server {
 mod tests {
     use super::*;
 
-    /// The driver's share of an open connection: the socket and a flag,
-    /// 8 bytes in a release build (mio's socket carries a registry check of
-    /// 16 more bytes in debug builds).
+    /// The driver's share of an open connection: the socket, a flag and
+    /// the pointer to its TLS state (None for plain), 16 bytes in a release
+    /// build (mio's socket carries a registry check of 16 more bytes in
+    /// debug builds).
     #[test]
-    fn a_socket_slot_is_the_socket_and_a_flag() {
+    fn a_socket_slot_is_the_socket_a_flag_and_a_pointer() {
         let slot = std::mem::size_of::<Option<Slot>>();
         let socket = std::mem::size_of::<TcpStream>();
         println!("size_of::<Option<Slot>>() = {slot}, size_of::<TcpStream>() = {socket}");
-        assert!(slot <= socket + std::mem::align_of::<TcpStream>(), "{slot}");
+        assert!(slot <= socket + 8 + std::mem::size_of::<usize>(), "{slot}");
     }
 
     /// A connection that uses up its read budget while already queued to

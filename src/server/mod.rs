@@ -4,6 +4,8 @@
 //! the engine.
 
 mod event_loop;
+pub mod tls;
 
 pub use crate::config::Config;
 pub use event_loop::Server;
+pub use tls::{TlsAcceptor, TlsFiles};

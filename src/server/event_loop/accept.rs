@@ -2,6 +2,7 @@
 //! the engine, and back off (one warning, not ten a second) while the
 //! process is out of descriptors.
 
+use super::tls_io::TlsConn;
 use super::{Server, Slot, ACCEPT_BACKOFF};
 use log::{debug, info, warn};
 use mio::net::TcpStream;
@@ -73,10 +74,22 @@ impl Server {
         if self.slots.len() <= id {
             self.slots.resize_with(id + 1, || None);
         }
+        let tls = match &self.tls {
+            None => None,
+            Some(acceptor) => match acceptor.accept() {
+                Some(conn) => Some(Box::new(TlsConn::new(conn, acceptor.metrics().clone()))),
+                None => {
+                    self.engine.connection_lost(id, self.now_ms());
+                    self.apply_actions();
+                    return;
+                }
+            },
+        };
         if let Some(slot) = self.slots.get_mut(id) {
             *slot = Some(Slot {
                 socket,
                 read_queued: false,
+                tls,
             });
         }
     }
