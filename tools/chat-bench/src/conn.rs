@@ -4,10 +4,10 @@
 use std::io::{self, Write};
 
 use chat::ws::{encode, Message, OpCode};
-use mio::net::TcpStream;
 
 use crate::rng::Rng;
 use crate::target::Target;
+use crate::tls::Stream;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Phase {
@@ -31,7 +31,7 @@ pub enum Fail {
 }
 
 pub struct Conn {
-    pub stream: Option<TcpStream>,
+    pub stream: Option<Stream>,
     pub phase: Phase,
     /// Sec-WebSocket-Key, until the handshake is done.
     pub key: String,

@@ -60,6 +60,7 @@ mod soak;
 mod socket;
 mod stats;
 mod target;
+mod tls;
 
 use cli::{Cli, Cmd};
 

@@ -14,6 +14,7 @@ use crate::rng::Rng;
 use crate::socket::{connect_nonblocking, recv_stamped};
 use crate::stats::NetStats;
 use crate::target::Target;
+use crate::tls::Stream;
 
 /// The loop's one read buffer.
 pub const READ_BUF: usize = 256 * 1024;
@@ -99,8 +100,8 @@ impl Net {
     }
 
     pub fn start_connect(&mut self, idx: usize) -> io::Result<()> {
-        let mut stream =
-            connect_nonblocking(self.target.addr, idx, self.sources, self.rx_timestamps)?;
+        let tcp = connect_nonblocking(self.target.addr, idx, self.sources, self.rx_timestamps)?;
+        let mut stream = Stream::new(tcp, self.target.tls)?;
         self.poll.registry().register(
             &mut stream,
             Token(idx),
@@ -161,6 +162,11 @@ impl Net {
                 Phase::Connecting => self.on_connecting(idx),
                 Phase::Handshake | Phase::Open | Phase::Closing => {
                     let mut r = Ok(());
+                    if ev.is_writable() {
+                        if let Some(s) = self.conns.list[idx].stream.as_mut() {
+                            r = s.flush_records().map_err(Fail::Io);
+                        }
+                    }
                     if ev.is_writable()
                         && self.conns.list[idx].out_pos < self.conns.list[idx].out.len()
                     {
@@ -186,11 +192,11 @@ impl Net {
         let Some(stream) = self.conns.list[idx].stream.as_ref() else {
             return Ok(());
         };
-        match stream.take_error() {
+        match stream.tcp().take_error() {
             Ok(Some(e)) | Err(e) => return Err(Fail::Connect(e)),
             Ok(None) => {}
         }
-        match stream.peer_addr() {
+        match stream.tcp().peer_addr() {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
             Err(e) => return Err(Fail::Connect(e)),
@@ -233,15 +239,18 @@ impl Net {
             let mut more = false;
             let mut eof = false;
             loop {
-                let got = if *rx_timestamps {
-                    recv_stamped(std::os::fd::AsRawFd::as_raw_fd(&*stream), &mut buf[len..]).map(
-                        |(n, stamp)| {
-                            if n > 0 {
-                                conns.rx_stamp = stamp;
-                            }
-                            n
-                        },
+                let tls = stream.is_tls();
+                let got = if *rx_timestamps && !tls {
+                    recv_stamped(
+                        std::os::fd::AsRawFd::as_raw_fd(stream.tcp()),
+                        &mut buf[len..],
                     )
+                    .map(|(n, stamp)| {
+                        if n > 0 {
+                            conns.rx_stamp = stamp;
+                        }
+                        n
+                    })
                 } else {
                     stream.read(&mut buf[len..])
                 };
@@ -256,7 +265,9 @@ impl Net {
                         // A short read drained the socket and new bytes raise
                         // a new edge: skip the read that would say WouldBlock,
                         // unless the peer has closed (then read on to EOF).
-                        if more || !closed {
+                        // Not under TLS: rustls reads a few KiB at a time,
+                        // so a short read says nothing about the socket.
+                        if more || (!closed && !tls) {
                             break;
                         }
                     }

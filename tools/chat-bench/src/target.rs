@@ -22,12 +22,16 @@ pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// `wss://`: TLS (`tls.rs`).
+    pub tls: bool,
 }
 
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -39,7 +43,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     let with_port = if has_port {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{}", if tls { 443 } else { 80 })
     };
     let addr = with_port
         .to_socket_addrs()
@@ -56,6 +60,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -76,6 +81,8 @@ mod tests {
         assert_eq!(parse_url("ws://[::1]/").unwrap().addr.port(), 80);
         assert_eq!(parse_url("ws://[::1]:7/").unwrap().addr.port(), 7);
         assert!(parse_url("ws://192.0.2.1:80/").is_err());
-        assert!(parse_url("wss://127.0.0.1:80/").is_err());
+        assert!(parse_url("http://127.0.0.1:80/").is_err());
+        let t = parse_url("wss://127.0.0.1/echo").unwrap();
+        assert_eq!((t.addr.port(), t.tls), (443, true));
     }
 }

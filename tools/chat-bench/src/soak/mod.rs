@@ -80,6 +80,9 @@ impl Checks {
 
 pub fn run(a: SoakArgs) -> Result<Value, String> {
     let chat = parse_url(&a.url)?;
+    if chat.tls {
+        return Err("soak speaks ws:// only".into());
+    }
     let echo = Target {
         path: "/echo".into(),
         ..chat.clone()
