@@ -305,3 +305,20 @@ pub(super) fn tls_close(slot: &mut Slot) {
     tls.conn.send_close_notify();
     let _ = write_records(&mut slot.socket, &mut tls);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle TLS connection holds beyond a plain one, as far as
+    /// sizes tell (BENCHMARKS.md has the measured RSS): the boxed state
+    /// here, plus rustls's heap parts (its 4 KiB record read buffer, which
+    /// it keeps between reads, and the traffic keys).
+    #[test]
+    fn the_tls_state_of_a_connection_is_one_box() {
+        let tls = std::mem::size_of::<TlsConn>();
+        let conn = std::mem::size_of::<ServerConnection>();
+        println!("size_of::<TlsConn>() = {tls}, size_of::<ServerConnection>() = {conn}");
+        assert!(tls <= conn + 64, "{tls}");
+    }
+}
