@@ -6,8 +6,10 @@
 #      the server and tools/chat-bench)
 #   2. cargo test --workspace: unit, property and integration tests (real
 #      binary, real sockets), chat-bench's unit tests
-#   3. Autobahn|Testsuite 1.* to 10.* against /echo (kosoku), all OK
-#   4. real browser: two headless Chromium pages chat (playwright-core)
+#   3. Autobahn|Testsuite 1.* to 10.* against /echo (kosoku), all OK; again
+#      over wss (chat --tls-cert; socat does the client's TLS for kosoku)
+#   4. real browser: two headless Chromium pages chat (playwright-core); again
+#      over https:// (chat --tls-cert, Chromium accepts the test certificate)
 #   4b. video: Chromium with a fake camera, calls on loopback and through a
 #      local coturn (tests/browser/video.sh, in its own network namespace)
 #   5. deployment: nginx terminating TLS in front of chat, wss:// end to end
@@ -42,6 +44,7 @@ install_system_packages() {
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  command -v socat >/dev/null 2>&1 || need+=(socat)
   command -v turnserver >/dev/null 2>&1 || need+=(coturn)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   if [ ${#need[@]} -gt 0 ]; then
@@ -69,7 +72,7 @@ install_kosoku() {
 
 mkdir -p target
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  step "install system packages (nginx, chromium, openssl, coturn, iproute2)" install_system_packages
+  step "install system packages (nginx, chromium, openssl, socat, coturn, iproute2)" install_system_packages
   step "install kosoku (Autobahn cases) in target/venv" install_kosoku
   step "install playwright-core" install_node_packages
 fi
@@ -78,7 +81,9 @@ step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnin
 step "cargo test" cargo test --workspace --locked --no-fail-fast
 step "cargo build --release (chat, chat-bench)" cargo build --release --locked --workspace
 step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
+step "autobahn 1.*-10.* against /echo over wss (in-binary TLS)" tests/autobahn/run.sh target/release/chat target/venv --tls
 step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat
+step "browser test over https (in-binary TLS)" bash tests/browser/run.sh target/release/chat --tls
 step "video: browser + TURN" timeout 300 bash tests/browser/video.sh target/release/chat
 step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
 step "churn soak 30 s" env DURATION=30 bash tests/soak/run.sh target/release/chat target/release/chat-bench

@@ -64,13 +64,19 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--no-first-run'],
 });
-const desk = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+// Over https:// (run.sh --tls) the server's certificate is made by the test:
+// the browser is told to accept it.
+const secure = base.startsWith('https:');
+const tlsOpts = secure ? { ignoreHTTPSErrors: true } : {};
+const desk = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...tlsOpts });
+const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, ...tlsOpts });
 const a = await desk.newPage();
 const b = await phone.newPage();
+const socketUrls = [];
 for (const [name, p] of [['A', a], ['B', b]]) {
   p.setDefaultTimeout(WAIT);
   p.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+  p.on('websocket', (ws) => socketUrls.push(ws.url()));
 }
 
 const evil = 'hi <b>bold</b> & <img src=x onerror=alert(1)> "quotes"';
@@ -88,6 +94,12 @@ step('GET / serves the page', async () => {
 step('both pages get paired', async () => {
   await waitStatus(a, /now chatting/, 'A');
   await waitStatus(b, /now chatting/, 'B');
+});
+
+step(`the page's WebSocket is ${secure ? 'wss:' : 'ws:'} like the page's ${secure ? 'https:' : 'http:'}`, async () => {
+  const want = secure ? 'wss:' : 'ws:';
+  assert(socketUrls.length > 0, 'no WebSocket seen');
+  for (const u of socketUrls) assert(u.startsWith(want + '//'), `WebSocket ${u} is not ${want}`);
 });
 
 step('online count shows both clients', async () => {
