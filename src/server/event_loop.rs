@@ -71,6 +71,8 @@ pub struct Server {
     accept_exhausted: u64,
     /// `--tls-cert`/`--tls-key`: every accepted connection speaks TLS.
     tls: Option<TlsAcceptor>,
+    /// The TLS connections' shared record buffers (empty without TLS).
+    tls_buffers: tls_io::Buffers,
 }
 
 impl Server {
@@ -111,6 +113,7 @@ impl Server {
             accept_paused_until: None,
             accept_exhausted: 0,
             tls: None,
+            tls_buffers: tls_io::Buffers::none(),
         })
     }
 
@@ -120,6 +123,7 @@ impl Server {
         self.engine
             .set_extra_metrics(acceptor.metrics().clone() as std::sync::Arc<_>);
         self.tls = Some(acceptor);
+        self.tls_buffers = tls_io::Buffers::new();
     }
 
     /// The address actually bound (how a caller that asked for port 0
@@ -381,7 +385,7 @@ impl Server {
                 }
                 Action::Close => {
                     if let Some(mut slot) = self.slots.get_mut(id).and_then(Option::take) {
-                        tls_io::tls_close(&mut slot);
+                        self.tls_close(&mut slot);
                         let _ = self.poll.registry().deregister(&mut slot.socket);
                     }
                 }

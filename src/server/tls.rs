@@ -14,9 +14,10 @@ use log::{info, warn};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::UnbufferedServerConnection;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,10 +27,9 @@ use std::sync::{Arc, Mutex};
 /// HTTP/1.1 (and WebSocket over it), not h2.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// TLS records rustls may hold for one connection that the socket has
-/// not taken yet. The driver moves plaintext into rustls only once the
-/// previous records are out, so this is one engine output chunk plus
-/// record overhead at most; the limit is the written bound behind that.
+/// Plaintext encrypted at once for one connection: the driver encrypts
+/// only once the previous records are out, so the records a full socket
+/// leaves with a connection are at most this plus record overhead.
 pub(crate) const TLS_OUTPUT_LIMIT: usize = 64 * 1024;
 
 /// The certificate chain and key files (`--tls-cert`, `--tls-key`).
@@ -76,12 +76,9 @@ impl TlsAcceptor {
 
     /// A new connection's TLS state, or None if rustls refuses to make one
     /// (it does not for a server config that loaded).
-    pub(crate) fn accept(&self) -> Option<ServerConnection> {
-        match ServerConnection::new(Arc::clone(&self.config)) {
-            Ok(mut conn) => {
-                conn.set_buffer_limit(Some(TLS_OUTPUT_LIMIT));
-                Some(conn)
-            }
+    pub(crate) fn accept(&self) -> Option<UnbufferedServerConnection> {
+        match UnbufferedServerConnection::new(Arc::clone(&self.config)) {
+            Ok(conn) => Some(conn),
             Err(e) => {
                 warn!("TLS: cannot start a connection: {e}");
                 None

@@ -1,102 +1,345 @@
 //! TLS between a connection's socket and the engine's bytes: records in,
 //! plaintext to the engine; the engine's output in, records out.
 //!
+//! rustls's unbuffered API: the loop owns the buffers, so an idle
+//! connection holds no record buffer at all (the buffered
+//! `ServerConnection` keeps a 4 KiB one between reads, about half of an
+//! idle wss connection's cost). Records are read into the loop's one input
+//! buffer and encrypted into its one output buffer; a connection keeps
+//! bytes of its own only while they are in flight: a partial record, the
+//! plaintext a paused engine did not take, the records a full socket did
+//! not take. Each of those is freed as soon as it is empty.
+//!
 //! The rules that keep an edge-triggered loop from losing anything:
 //! - records are read until WouldBlock (or the read budget, then the
-//!   connection is queued to read again), never "until a short read":
-//!   rustls reads a few KiB at a time whatever the kernel holds;
-//! - plaintext that rustls decrypted but the engine did not take (it
-//!   paused) stays in rustls, and the engine's `Resume` brings the loop
-//!   back here, which hands it over before reading the socket again; the
-//!   peer's end (close_notify, or a bare FIN) is told to the engine only
-//!   after the plaintext before it;
-//! - plaintext goes into rustls only once its earlier records are out, so
-//!   what it holds is bounded (`TLS_OUTPUT_LIMIT`) and the engine hears
-//!   "flushed" only when the bytes really left: its draining and closing
-//!   steps then never cut records still waiting for the socket;
+//!   connection is queued to read again);
+//! - plaintext the engine did not take (it paused) stays in `plain`, and
+//!   the engine's `Resume` brings the loop back here, which hands it over
+//!   before reading the socket again; the peer's end (close_notify, or a
+//!   bare FIN) is told to the engine only after the plaintext before it;
+//! - plaintext is encrypted only once earlier records are out, so what a
+//!   connection holds is bounded, and the engine hears "flushed" only when
+//!   the bytes really left: its draining and closing steps never cut
+//!   records still waiting for the socket;
 //! - alerts and close_notify are written before the socket is shut or
 //!   closed (best effort: a full socket at close loses them, as it would
 //!   lose any last bytes).
 
 use super::{Server, Slot};
-use crate::server::tls::{HandshakeFailure, TlsMetrics};
+use crate::server::tls::{HandshakeFailure, TlsMetrics, TLS_OUTPUT_LIMIT};
 use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
-use rustls::ServerConnection;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 
-/// Record reads from one TLS connection per turn. rustls reads at most
-/// about 4 KiB per call, so this is about the plain budget's 16 × 64 KiB
-/// divided by four.
-const TLS_READS_PER_TURN: usize = 64;
+/// Socket reads per TLS connection per turn (each up to `TLS_READ`).
+const TLS_READS_PER_TURN: usize = 16;
+/// Bytes read from a TLS socket at once.
+const TLS_READ: usize = 64 * 1024;
+/// The most a connection may keep between reads: a handshake message
+/// rustls is joining across records (it allows 64 KiB) plus one record.
+const MAX_LEFTOVER: usize = 64 * 1024 + 18 * 1024 + 512;
+
+/// The loop's TLS buffers, shared by all its connections.
+pub(super) struct Buffers {
+    /// Leftover ciphertext, then the new read.
+    input: Box<[u8]>,
+    /// Records to write; grows to what rustls asks (bounded by one
+    /// `TLS_OUTPUT_LIMIT` of plaintext or one handshake flight).
+    output: Vec<u8>,
+}
+
+impl Buffers {
+    /// None yet: a loop without TLS allocates nothing.
+    pub(super) fn none() -> Buffers {
+        Buffers {
+            input: Box::default(),
+            output: Vec::new(),
+        }
+    }
+
+    pub(super) fn new() -> Buffers {
+        Buffers {
+            input: vec![0; MAX_LEFTOVER + TLS_READ].into_boxed_slice(),
+            output: Vec::new(),
+        }
+    }
+}
 
 /// One connection's TLS state (boxed in the slot: plain connections pay
 /// a pointer for it).
 pub(super) struct TlsConn {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
     metrics: Arc<TlsMetrics>,
+    /// Ciphertext read but not yet used up: a partial record, or a
+    /// handshake message being joined. At most `MAX_LEFTOVER`.
+    incoming: Vec<u8>,
+    /// Plaintext the engine did not take yet (it paused). Records are not
+    /// read while it holds any, so it is at most one read's worth.
+    plain: Vec<u8>,
+    /// Records the socket did not take (written first, on WRITABLE).
+    outgoing: Vec<u8>,
     /// The handshake completed (and was counted).
     established: bool,
-    /// rustls failed the connection (its alert is already queued).
+    /// rustls failed the connection (its alert went out already).
     failed: bool,
+    /// The peer's end: close_notify, or a FIN.
+    peer_closed: bool,
+    /// Our close_notify is written (or queued in `outgoing`).
+    close_notify_sent: bool,
     /// The engine asked for WRITABLE (its output is stuck).
     engine_writable: bool,
-    /// Records wait for the socket: WRITABLE is asked for them.
-    records_stuck: bool,
-    /// WRITABLE is registered (engine_writable || records_stuck, as last set).
+    /// WRITABLE is registered (engine_writable || outgoing, as last set).
     registered_writable: bool,
     /// The engine asked for our FIN: sent once the records are out.
     shutdown_pending: bool,
 }
 
 impl TlsConn {
-    pub(super) fn new(conn: ServerConnection, metrics: Arc<TlsMetrics>) -> TlsConn {
+    pub(super) fn new(conn: UnbufferedServerConnection, metrics: Arc<TlsMetrics>) -> TlsConn {
         TlsConn {
             conn,
             metrics,
+            incoming: Vec::new(),
+            plain: Vec::new(),
+            outgoing: Vec::new(),
             established: false,
             failed: false,
+            peer_closed: false,
+            close_notify_sent: false,
             engine_writable: false,
-            records_stuck: false,
             registered_writable: false,
             shutdown_pending: false,
         }
     }
+
+    fn handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
 }
 
-/// What writing records to the socket came to.
-enum Records {
-    /// All written.
-    Out,
-    /// The socket is full.
-    Stuck,
-    /// The socket failed.
-    Lost,
+/// What to do at rustls's WriteTraffic state, where app data may go.
+#[derive(Clone, Copy)]
+enum AppWrite<'a> {
+    Nothing,
+    Data(&'a [u8]),
+    CloseNotify,
 }
 
-/// Writes every record rustls holds, until done or the socket is full.
-fn write_records(socket: &mut TcpStream, tls: &mut TlsConn) -> Records {
-    while tls.conn.wants_write() {
-        match tls.conn.write_tls(socket) {
-            Ok(0) => return Records::Stuck,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Records::Stuck,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+/// What running rustls came to.
+enum Pumped {
+    /// Needs more input, or is ready for app data: `usize` bytes of
+    /// ciphertext were used, `usize` bytes of plaintext encrypted.
+    Ok { used: usize, encrypted: usize },
+    /// rustls failed the connection (the alert is written).
+    Failed(rustls::Error),
+}
+
+/// Runs rustls over `input` until it needs more input or reaches app data:
+/// decrypted records go to `tls.plain`, handshake records and alerts to the
+/// socket (what it does not take, to `tls.outgoing`), and at WriteTraffic
+/// `write` is encrypted (only when nothing is waiting in `outgoing`).
+fn pump(
+    tls: &mut TlsConn,
+    socket: &mut TcpStream,
+    input: &mut [u8],
+    output: &mut Vec<u8>,
+    write: AppWrite<'_>,
+) -> Pumped {
+    let TlsConn {
+        conn,
+        plain,
+        outgoing,
+        close_notify_sent,
+        ..
+    } = tls;
+    let mut used = 0;
+    let mut encrypted = 0;
+    let mut error: Option<rustls::Error> = None;
+    let mut peer_closed = false;
+    // Bounded: each pass uses input, moves a record, or ends; rustls
+    // produces at most a handshake flight's records per input.
+    for _ in 0..1024 {
+        // After an error rustls must not see the bad input again (it would
+        // queue a second fatal alert): only its queued alert comes out.
+        let rest = match error {
+            Some(_) => &mut [],
+            None => input.get_mut(used..).unwrap_or_default(),
+        };
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(rest);
+        let state = match state {
+            Ok(state) => state,
             Err(e) => {
-                debug!("TLS write: {e}");
-                return Records::Lost;
+                used += discard;
+                if error.is_some() {
+                    break;
+                }
+                // The alert for it comes out on the next pass.
+                error = Some(e);
+                continue;
             }
+        };
+        let mut done = false;
+        match state {
+            ConnectionState::ReadTraffic(mut records) => {
+                while let Some(record) = records.next_record() {
+                    match record {
+                        Ok(record) => {
+                            discard += record.discard;
+                            plain.extend_from_slice(record.payload);
+                        }
+                        Err(e) => {
+                            error.get_or_insert(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            ConnectionState::EncodeTlsData(mut encode) => {
+                let at = output.len();
+                output.resize(at + 4096, 0);
+                loop {
+                    match encode.encode(output.get_mut(at..).unwrap_or_default()) {
+                        Ok(n) => {
+                            output.truncate(at + n);
+                            break;
+                        }
+                        Err(EncodeError::InsufficientSize(need)) => {
+                            output.resize(at + need.required_size, 0);
+                        }
+                        Err(_) => {
+                            output.truncate(at);
+                            break;
+                        }
+                    }
+                }
+            }
+            ConnectionState::TransmitTlsData(transmit) => {
+                send(outgoing, socket, output);
+                transmit.done();
+            }
+            ConnectionState::WriteTraffic(mut writer) => {
+                if error.is_some() || !outgoing.is_empty() {
+                    done = true;
+                } else {
+                    let data = match write {
+                        AppWrite::Data(data) => data.get(..data.len().min(TLS_OUTPUT_LIMIT)),
+                        _ => None,
+                    };
+                    if !output.is_empty() {
+                        send(outgoing, socket, output);
+                    }
+                    output.resize(data.map_or(0, <[u8]>::len) + 1024, 0);
+                    let result = loop {
+                        let r = match (write, data) {
+                            (_, Some(data)) if !data.is_empty() => writer
+                                .encrypt(data, output.as_mut_slice())
+                                .map(|n| (n, data.len())),
+                            (AppWrite::CloseNotify, _) if !*close_notify_sent => writer
+                                .queue_close_notify(output.as_mut_slice())
+                                .map(|n| (n, 0)),
+                            _ => Ok((0, 0)),
+                        };
+                        match r {
+                            Err(EncryptError::InsufficientSize(need)) => {
+                                output.resize(need.required_size, 0);
+                            }
+                            other => break other,
+                        }
+                    };
+                    match result {
+                        Ok((n, taken)) => {
+                            output.truncate(n);
+                            encrypted += taken;
+                            if matches!(write, AppWrite::CloseNotify) {
+                                *close_notify_sent = true;
+                            }
+                            send(outgoing, socket, output);
+                        }
+                        Err(e) => {
+                            output.clear();
+                            debug!("TLS encrypt: {e}");
+                        }
+                    }
+                    done = true;
+                }
+            }
+            ConnectionState::PeerClosed | ConnectionState::Closed => {
+                peer_closed = true;
+                done = true;
+            }
+            // BlockedHandshake: more input needed. Early data is off.
+            _ => done = true,
+        }
+        used += discard;
+        if done {
+            break;
         }
     }
-    Records::Out
+    // Records encoded but not yet transmitted (a state loop cut short).
+    if !output.is_empty() {
+        send(outgoing, socket, output);
+    }
+    if peer_closed {
+        tls.peer_closed = true;
+    }
+    match error {
+        Some(e) => Pumped::Failed(e),
+        None => Pumped::Ok { used, encrypted },
+    }
+}
+
+/// Writes `output` (after anything still waiting), keeping what the socket
+/// does not take in `outgoing`; empties `output`.
+fn send(outgoing: &mut Vec<u8>, socket: &mut TcpStream, output: &mut Vec<u8>) {
+    if outgoing.is_empty() {
+        let n = write_some(socket, output);
+        if let Some(rest) = output.get(n..) {
+            outgoing.extend_from_slice(rest);
+        }
+    } else {
+        outgoing.extend_from_slice(output);
+    }
+    output.clear();
+}
+
+/// Writes from `bytes` until done or the socket is full (or failed: the
+/// next read or write finds out); how many went.
+fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(rest) = bytes.get(at..).filter(|r| !r.is_empty()) {
+        match socket.write(rest) {
+            Ok(0) => break,
+            Ok(n) => at += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    at
+}
+
+/// Writes what waits in `tls.outgoing`; true when all of it went.
+fn drain_outgoing(tls: &mut TlsConn, socket: &mut TcpStream) -> bool {
+    if tls.outgoing.is_empty() {
+        return true;
+    }
+    let n = write_some(socket, &tls.outgoing);
+    if n >= tls.outgoing.len() {
+        tls.outgoing = Vec::new();
+        true
+    } else {
+        tls.outgoing.drain(..n);
+        false
+    }
 }
 
 impl Server {
-    /// `read_some` for a TLS connection: hands over decrypted plaintext,
-    /// then reads records, until WouldBlock or the budget.
+    /// `read_some` for a TLS connection: hands over plaintext the engine
+    /// did not take, then reads records, until WouldBlock or the budget.
     pub(super) fn read_some_tls(&mut self, id: usize) {
         for _ in 0..TLS_READS_PER_TURN {
             let now = self.now_ms();
@@ -109,86 +352,129 @@ impl Server {
             let Some(tls) = slot.tls.as_deref_mut() else {
                 return;
             };
-            // Plaintext first: what rustls holds came before anything
-            // still in the socket.
-            loop {
+            if !tls.plain.is_empty() {
                 if !self.engine.wants_input(id) {
                     // Resume brings us back for the rest.
                     return;
                 }
-                match tls.conn.reader().read(self.read_buf.space()) {
-                    Ok(0) => {
-                        // close_notify: a clean end of stream.
-                        return self.engine.receive_eof(id, now);
-                    }
-                    Ok(n) => self.engine.receive(id, &mut self.read_buf, n, now),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        // UnexpectedEof: a FIN without close_notify, after
-                        // the last plaintext. Truncation cannot hide
-                        // anything from a WebSocket or HTTP peer here
-                        // (both frame their own messages), so it is an end.
-                        return self.engine.receive_eof(id, now);
-                    }
+                let space = self.read_buf.space();
+                let n = tls.plain.len().min(space.len());
+                if let (Some(dst), Some(src)) = (space.get_mut(..n), tls.plain.get(..n)) {
+                    dst.copy_from_slice(src);
                 }
+                if n == tls.plain.len() {
+                    tls.plain = Vec::new();
+                } else {
+                    tls.plain.drain(..n);
+                }
+                self.engine.receive(id, &mut self.read_buf, n, now);
+                self.flush_tls(id);
+                continue;
             }
-            match tls.conn.read_tls(&mut slot.socket) {
-                // The FIN: rustls reports it through the reader above,
-                // after any plaintext still in it.
-                Ok(0) => {
-                    if tls.conn.is_handshaking() {
-                        return self.handshake_gone(id, HandshakeFailure::Eof, now);
-                    }
-                    continue;
+            if !self.engine.wants_input(id) {
+                // Paused: it still holds input of its own (pipelined
+                // requests), which comes before the peer's end too.
+                return;
+            }
+            if tls.peer_closed {
+                if tls.handshaking() && !tls.failed {
+                    return self.handshake_gone(id, HandshakeFailure::Eof, now);
                 }
-                Ok(_) => {}
+                return self.engine.receive_eof(id, now);
+            }
+            // The leftover, then the new bytes, in the loop's buffer.
+            let input = &mut self.tls_buffers.input;
+            let kept = tls.incoming.len();
+            match input.get_mut(..kept) {
+                Some(front) => front.copy_from_slice(&tls.incoming),
+                None => return self.tls_failed(id, HandshakeFailure::BadMessage, now),
+            }
+            let room = input
+                .get_mut(kept..)
+                .map(|r| r.len().min(TLS_READ))
+                .unwrap_or(0);
+            let read = match input.get_mut(kept..kept + room) {
+                Some(space) => slot.socket.read(space),
+                None => Ok(0),
+            };
+            let filled = match read {
+                Ok(0) => {
+                    // The FIN: what came before it is handled below.
+                    tls.peer_closed = true;
+                    kept
+                }
+                Ok(n) => kept + n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     debug!("TLS read from {id}: {e}");
-                    if tls.conn.is_handshaking() {
+                    if tls.handshaking() {
                         return self.handshake_gone(id, HandshakeFailure::Eof, now);
                     }
                     return self.engine.connection_lost(id, now);
                 }
-            }
-            match tls.conn.process_new_packets() {
-                Ok(_) => {
-                    if !tls.established && !tls.conn.is_handshaking() {
-                        tls.established = true;
-                        tls.metrics.handshake_done();
-                    }
-                }
-                Err(e) => {
+            };
+            let Some(data) = input.get_mut(..filled) else {
+                return;
+            };
+            let pumped = pump(
+                tls,
+                &mut slot.socket,
+                data,
+                &mut self.tls_buffers.output,
+                AppWrite::Nothing,
+            );
+            let used = match pumped {
+                Pumped::Ok { used, .. } => used,
+                Pumped::Failed(e) => {
                     debug!("TLS from {id}: {e}");
-                    tls.failed = true;
-                    if !tls.established {
-                        tls.metrics.handshake_failed(HandshakeFailure::of(&e));
-                    }
-                    // The alert rustls queued for this error goes first.
-                    let _ = write_records(&mut slot.socket, tls);
-                    return self.engine.connection_lost(id, now);
+                    let kind = HandshakeFailure::of(&e);
+                    return self.tls_failed(id, kind, now);
                 }
+            };
+            let rest = data.get(used..).unwrap_or_default();
+            if rest.len() > MAX_LEFTOVER - TLS_READ / 4 {
+                return self.tls_failed(id, HandshakeFailure::BadMessage, now);
             }
-            if tls.conn.wants_write() {
-                // Handshake messages (and tickets) to send now.
-                self.flush_tls(id);
+            tls.incoming.clear();
+            if rest.is_empty() {
+                tls.incoming = Vec::new();
+            } else {
+                tls.incoming.extend_from_slice(rest);
             }
+            if !tls.established && !tls.handshaking() {
+                tls.established = true;
+                tls.metrics.handshake_done();
+            }
+            if tls.peer_closed && tls.plain.is_empty() && !tls.incoming.is_empty() {
+                // A FIN in the middle of a record: nothing more will come.
+                tls.incoming = Vec::new();
+            }
+            // The engine's answers (and the handshake's records) go now.
+            self.flush_tls(id);
         }
         self.queue_read(id);
     }
 
-    /// A handshake that will not complete: counted, then closed.
-    fn handshake_gone(&mut self, id: usize, kind: HandshakeFailure, now: u64) {
+    /// rustls refused the connection (its alert is written): counted if
+    /// the handshake was not done, then closed.
+    fn tls_failed(&mut self, id: usize, kind: HandshakeFailure, now: u64) {
         if let Some(Some(Slot { tls: Some(tls), .. })) = self.slots.get_mut(id) {
             tls.failed = true;
-            tls.metrics.handshake_failed(kind);
+            if !tls.established {
+                tls.metrics.handshake_failed(kind);
+            }
         }
         self.engine.connection_lost(id, now);
     }
 
-    /// `flush` for a TLS connection: records out first, then the engine's
-    /// output through rustls, until all is out or the socket is full.
+    /// A handshake that will not complete: counted, then closed.
+    fn handshake_gone(&mut self, id: usize, kind: HandshakeFailure, now: u64) {
+        self.tls_failed(id, kind, now);
+    }
+
+    /// `flush` for a TLS connection: waiting records first, then the
+    /// engine's output through rustls, until all is out or the socket is full.
     pub(super) fn flush_tls(&mut self, id: usize) {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
@@ -196,28 +482,31 @@ impl Server {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        let stuck = loop {
-            match write_records(&mut slot.socket, tls) {
-                Records::Out => {}
-                Records::Stuck => break true,
-                Records::Lost => {
+        let mut stuck = !drain_outgoing(tls, &mut slot.socket);
+        while !stuck && !tls.handshaking() && !tls.failed {
+            let pending = self.engine.output(id);
+            if pending.is_empty() {
+                break;
+            }
+            let pumped = pump(
+                tls,
+                &mut slot.socket,
+                &mut [],
+                &mut self.tls_buffers.output,
+                AppWrite::Data(pending),
+            );
+            match pumped {
+                Pumped::Ok { encrypted: 0, .. } => break,
+                Pumped::Ok { encrypted, .. } => self.engine.written(id, encrypted),
+                Pumped::Failed(e) => {
+                    debug!("TLS to {id}: {e}");
+                    tls.failed = true;
                     let now = self.now_ms();
                     return self.engine.connection_lost(id, now);
                 }
             }
-            if tls.conn.is_handshaking() {
-                break false;
-            }
-            let pending = self.engine.output(id);
-            if pending.is_empty() {
-                break false;
-            }
-            match tls.conn.writer().write(pending) {
-                Ok(0) | Err(_) => break true,
-                Ok(n) => self.engine.written(id, n),
-            }
-        };
-        tls.records_stuck = stuck;
+            stuck = !tls.outgoing.is_empty();
+        }
         if !stuck && tls.shutdown_pending {
             tls.shutdown_pending = false;
             let _ = slot.socket.shutdown(Shutdown::Write);
@@ -239,7 +528,7 @@ impl Server {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        let want = tls.engine_writable || tls.records_stuck;
+        let want = tls.engine_writable || !tls.outgoing.is_empty();
         if want == tls.registered_writable {
             return;
         }
@@ -272,38 +561,42 @@ impl Server {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        tls.conn.send_close_notify();
-        match write_records(&mut slot.socket, tls) {
-            Records::Out => {
-                let _ = slot.socket.shutdown(Shutdown::Write);
-            }
-            Records::Stuck => {
-                tls.records_stuck = true;
-                tls.shutdown_pending = true;
-                self.update_interest(id);
-            }
-            Records::Lost => {}
+        close_notify(tls, &mut slot.socket, &mut self.tls_buffers.output);
+        if tls.outgoing.is_empty() {
+            let _ = slot.socket.shutdown(Shutdown::Write);
+        } else {
+            tls.shutdown_pending = true;
+            self.update_interest(id);
+        }
+    }
+
+    /// `Action::Close` for a TLS connection, before its socket is dropped:
+    /// a handshake cut short is counted (the engine's handshake timeout,
+    /// or shutdown), and an established connection says close_notify if it
+    /// has not (best effort: the socket may be full or gone).
+    pub(super) fn tls_close(&mut self, slot: &mut Slot) {
+        let Some(mut tls) = slot.tls.take() else {
+            return;
+        };
+        if tls.failed {
+            return;
+        }
+        if tls.handshaking() {
+            tls.metrics.handshake_failed(HandshakeFailure::Timeout);
+            return;
+        }
+        if drain_outgoing(&mut tls, &mut slot.socket) {
+            close_notify(&mut tls, &mut slot.socket, &mut self.tls_buffers.output);
         }
     }
 }
 
-/// `Action::Close` for a TLS connection, before its socket is dropped:
-/// a handshake cut short is counted (the engine's handshake timeout, or
-/// shutdown), and an established connection says close_notify if it has
-/// not (best effort: the socket may be full or gone).
-pub(super) fn tls_close(slot: &mut Slot) {
-    let Some(mut tls) = slot.tls.take() else {
-        return;
-    };
-    if tls.failed {
+/// Queues and writes our close_notify once (established connections only).
+fn close_notify(tls: &mut TlsConn, socket: &mut TcpStream, output: &mut Vec<u8>) {
+    if tls.close_notify_sent || tls.handshaking() || tls.failed {
         return;
     }
-    if tls.conn.is_handshaking() {
-        tls.metrics.handshake_failed(HandshakeFailure::Timeout);
-        return;
-    }
-    tls.conn.send_close_notify();
-    let _ = write_records(&mut slot.socket, &mut tls);
+    let _ = pump(tls, socket, &mut [], output, AppWrite::CloseNotify);
 }
 
 #[cfg(test)]
@@ -312,13 +605,12 @@ mod tests {
 
     /// What an idle TLS connection holds beyond a plain one, as far as
     /// sizes tell (BENCHMARKS.md has the measured RSS): the boxed state
-    /// here, plus rustls's heap parts (its 4 KiB record read buffer, which
-    /// it keeps between reads, and the traffic keys).
+    /// here and rustls's heap parts (traffic keys); no buffer.
     #[test]
     fn the_tls_state_of_a_connection_is_one_box() {
         let tls = std::mem::size_of::<TlsConn>();
-        let conn = std::mem::size_of::<ServerConnection>();
-        println!("size_of::<TlsConn>() = {tls}, size_of::<ServerConnection>() = {conn}");
-        assert!(tls <= conn + 64, "{tls}");
+        let conn = std::mem::size_of::<UnbufferedServerConnection>();
+        println!("size_of::<TlsConn>() = {tls}, size_of::<UnbufferedServerConnection>() = {conn}");
+        assert!(tls <= conn + 128, "{tls}");
     }
 }
