@@ -330,3 +330,60 @@ fn pipelined_requests_over_tls_are_all_answered() {
     assert!(end.is_ok(), "{end:?}");
     assert!(rest.is_empty());
 }
+
+/// Records that arrive a few bytes at a time (the ClientHello, the
+/// request, a 40 KB message spanning records) are joined across reads:
+/// the partial record a connection keeps between reads is not lost.
+#[test]
+fn records_split_into_small_writes_are_joined() {
+    let pki = TestPki::new("split");
+    let cert = pki.server_cert("server");
+    let server = start(&cert, &[]);
+    let mut tcp = connect(server.addr);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(pki.client(None), name).unwrap();
+    let payload: Vec<u8> = (0..40_000).map(|i| (i % 251) as u8).collect();
+    let upgrade = format!(
+        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut plaintext = upgrade.into_bytes();
+    plaintext.extend(frame_bytes(true, 2, &payload, Some([9, 8, 7, 6])));
+    conn.writer().write_all(&plaintext).unwrap();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    tcp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    while std::time::Instant::now() < deadline {
+        // Our records out in 7-byte writes.
+        let mut out = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut out).unwrap();
+        }
+        for piece in out.chunks(7) {
+            tcp.write_all(piece).unwrap();
+        }
+        match conn.read_tls(&mut tcp) {
+            Ok(0) => break,
+            Ok(_) => {
+                conn.process_new_packets().unwrap();
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = conn.reader().read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+            }
+            Err(_) => {}
+        }
+        if let Some(head_end) = find(&got, b"\r\n\r\n") {
+            if let Some((frame, _)) = parse_frame(&got[head_end + 4..]) {
+                assert!(got.starts_with(b"HTTP/1.1 101"));
+                assert_eq!((frame.opcode, frame.payload), (2, payload));
+                return;
+            }
+        }
+    }
+    panic!("no echo; got {} bytes", got.len());
+}
