@@ -41,8 +41,9 @@ const TLS_READS_PER_TURN: usize = 16;
 /// Bytes read from a TLS socket at once.
 const TLS_READ: usize = 64 * 1024;
 /// The most a connection may keep between reads: a handshake message
-/// rustls is joining across records (it allows 64 KiB) plus one record.
-const MAX_LEFTOVER: usize = 64 * 1024 + 18 * 1024 + 512;
+/// rustls is joining across records (it allows 64 KiB, plus the records'
+/// headers) and a partial record after it (at most 18,437 bytes).
+const MAX_LEFTOVER: usize = 84 * 1024;
 
 /// The loop's TLS buffers, shared by all its connections.
 pub(super) struct Buffers {
@@ -433,7 +434,7 @@ impl Server {
                 }
             };
             let rest = data.get(used..).unwrap_or_default();
-            if rest.len() > MAX_LEFTOVER - TLS_READ / 4 {
+            if rest.len() > MAX_LEFTOVER {
                 return self.tls_failed(id, HandshakeFailure::BadMessage, now);
             }
             tls.incoming.clear();
@@ -507,6 +508,9 @@ impl Server {
             }
             stuck = !tls.outgoing.is_empty();
         }
+        // Records (tickets, a key update) may have been left however the
+        // loop ended.
+        let stuck = !tls.outgoing.is_empty();
         if !stuck && tls.shutdown_pending {
             tls.shutdown_pending = false;
             let _ = slot.socket.shutdown(Shutdown::Write);
