@@ -27,6 +27,8 @@ fn help_lists_every_option_with_its_environment_variable() {
         ("--ice-server", "CHAT_ICE_SERVER"),
         ("--turn-secret-file", "CHAT_TURN_SECRET_FILE"),
         ("--turn-ttl", "CHAT_TURN_TTL"),
+        ("--tls-cert", "CHAT_TLS_CERT"),
+        ("--tls-key", "CHAT_TLS_KEY"),
     ] {
         assert!(help.contains(option), "{option} missing from --help");
         assert!(help.contains(env), "{env} missing from --help");
