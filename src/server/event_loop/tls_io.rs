@@ -41,10 +41,15 @@ mod pump;
 const TLS_READS_PER_TURN: usize = 16;
 /// Bytes read from a TLS socket at once.
 const TLS_READ: usize = 64 * 1024;
-/// The most a connection may keep between reads: a handshake message
-/// rustls is joining across records (it allows 64 KiB, plus the records'
-/// headers) and a partial record after it (at most 18,437 bytes).
-const MAX_LEFTOVER: usize = 84 * 1024;
+/// The most a connection may keep between reads once established: one
+/// partial record (a TLS record is at most 18,437 bytes on the wire).
+const MAX_LEFTOVER: usize = 18 * 1024 + 64;
+/// ... and while handshaking: a ClientHello rustls is joining across
+/// records, up to 32 KiB (real ones are a few KiB, post-quantum key shares
+/// included), plus a partial record. rustls itself would join up to 64 KiB;
+/// the lower cap bounds what a connection that never finishes its
+/// handshake can hold until the handshake timeout.
+const MAX_LEFTOVER_HANDSHAKE: usize = 32 * 1024 + MAX_LEFTOVER;
 
 /// The loop's TLS buffers, shared by all its connections.
 pub(super) struct Buffers {
@@ -66,7 +71,7 @@ impl Buffers {
 
     pub(super) fn new() -> Buffers {
         Buffers {
-            input: vec![0; MAX_LEFTOVER + TLS_READ].into_boxed_slice(),
+            input: vec![0; MAX_LEFTOVER_HANDSHAKE + TLS_READ].into_boxed_slice(),
             output: Vec::new(),
         }
     }
@@ -78,7 +83,8 @@ pub(super) struct TlsConn {
     conn: UnbufferedServerConnection,
     metrics: Arc<TlsMetrics>,
     /// Ciphertext read but not yet used up: a partial record, or a
-    /// handshake message being joined. At most `MAX_LEFTOVER`.
+    /// handshake message being joined. At most `MAX_LEFTOVER` (established)
+    /// or `MAX_LEFTOVER_HANDSHAKE`.
     incoming: Vec<u8>,
     /// Plaintext the engine did not take yet (it paused). Records are not
     /// read while it holds any, so it is at most one read's worth.
@@ -220,7 +226,12 @@ impl Server {
                 }
             };
             let rest = data.get(used..).unwrap_or_default();
-            if rest.len() > MAX_LEFTOVER {
+            let cap = if tls.handshaking() {
+                MAX_LEFTOVER_HANDSHAKE
+            } else {
+                MAX_LEFTOVER
+            };
+            if rest.len() > cap {
                 return self.tls_failed(id, HandshakeFailure::BadMessage, now);
             }
             tls.incoming.clear();
