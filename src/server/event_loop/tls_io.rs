@@ -28,6 +28,7 @@
 use super::{Server, Slot};
 use crate::server::tls::{HandshakeFailure, TlsMetrics};
 use log::debug;
+use mio::net::TcpStream;
 use mio::{Interest, Token};
 use pump::{close_notify, drain_outgoing, pump, AppWrite, Pumped};
 use rustls::server::UnbufferedServerConnection;
@@ -127,6 +128,19 @@ impl TlsConn {
 
     fn handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+}
+
+/// Our close_notify, then the FIN, each once nothing waits before it (the
+/// rest happens when the socket takes what waits: `flush_tls`).
+fn try_shutdown(tls: &mut TlsConn, socket: &mut TcpStream, output: &mut Vec<u8>) {
+    if !tls.outgoing.is_empty() {
+        return;
+    }
+    close_notify(tls, socket, output);
+    if tls.outgoing.is_empty() {
+        tls.shutdown_pending = false;
+        let _ = socket.shutdown(Shutdown::Write);
     }
 }
 
@@ -305,13 +319,12 @@ impl Server {
             }
             stuck = !tls.outgoing.is_empty();
         }
-        // Records (tickets, a key update) may have been left however the
-        // loop ended.
-        let stuck = !tls.outgoing.is_empty();
-        if !stuck && tls.shutdown_pending {
-            tls.shutdown_pending = false;
-            let _ = slot.socket.shutdown(Shutdown::Write);
+        if tls.shutdown_pending {
+            try_shutdown(tls, &mut slot.socket, &mut self.tls_buffers.output);
         }
+        // Records (tickets, a key update, close_notify) may have been left
+        // however the loop ended.
+        let stuck = !tls.outgoing.is_empty();
         self.update_interest(id);
         // The engine hears "flushed" only with every record out, or with
         // its own output stuck behind them (then it asks for WRITABLE and
@@ -362,13 +375,9 @@ impl Server {
         let Some(tls) = slot.tls.as_deref_mut() else {
             return;
         };
-        close_notify(tls, &mut slot.socket, &mut self.tls_buffers.output);
-        if tls.outgoing.is_empty() {
-            let _ = slot.socket.shutdown(Shutdown::Write);
-        } else {
-            tls.shutdown_pending = true;
-            self.update_interest(id);
-        }
+        tls.shutdown_pending = true;
+        try_shutdown(tls, &mut slot.socket, &mut self.tls_buffers.output);
+        self.update_interest(id);
     }
 
     /// `Action::Close` for a TLS connection, before its socket is dropped:
