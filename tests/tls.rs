@@ -184,6 +184,50 @@ fn bad_input_on_the_tls_port_closes_only_that_connection() {
     assert_eq!(kind("bad_message"), 2);
     assert_eq!(kind("timeout"), 1);
     assert_eq!(kind("eof"), 1);
+    // Nothing of them is left: the wss session and the metrics request.
+    assert!(wait_until(WAIT, || tls_metric(
+        server.addr,
+        &client,
+        "chat_open_connections"
+    ) == 2));
+}
+
+/// A client that offers only h2 in ALPN gets the no_application_protocol
+/// alert (the server speaks http/1.1 only) and is counted `incompatible`;
+/// one with no ALPN at all is served.
+#[test]
+fn alpn_without_http11_is_refused_with_an_alert() {
+    let pki = TestPki::new("alpn");
+    let cert = pki.server_cert("server");
+    let server = start(&cert, &[]);
+    let mut h2_only = (*pki.client(None)).clone();
+    h2_only.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = connect(server.addr);
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(h2_only), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let err = loop {
+        match tls.conn.complete_io(&mut tls.sock) {
+            Ok(_) if tls.conn.is_handshaking() => continue,
+            Ok(_) => panic!("handshake completed with h2 only"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(err.contains("NoApplicationProtocol"), "{err}");
+    let mut none = (*pki.client(None)).clone();
+    none.alpn_protocols.clear();
+    let none = std::sync::Arc::new(none);
+    let s = tls_connect(server.addr, &none);
+    assert_eq!(s.conn.alpn_protocol(), None);
+    assert_eq!(https_get(server.addr, &none, "/healthz").status, 200);
+    assert_eq!(
+        tls_metric(
+            server.addr,
+            &none,
+            "chat_tls_handshake_failures_total{kind=\"incompatible\"}"
+        ),
+        1
+    );
 }
 
 /// SIGHUP: a new certificate is served to new connections while an old

@@ -265,3 +265,29 @@ impl ExtraMetrics for TlsMetrics {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_metrics_are_prometheus_text() {
+        let m = TlsMetrics::default();
+        m.handshake_done();
+        m.handshake_failed(HandshakeFailure::Timeout);
+        m.handshake_failed(HandshakeFailure::of(&rustls::Error::NoApplicationProtocol));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("\nchat_tls_handshakes_total 1\n"), "{out}");
+        assert!(out.contains("chat_tls_handshake_failures_total{kind=\"timeout\"} 1\n"));
+        assert!(out.contains("chat_tls_handshake_failures_total{kind=\"incompatible\"} 1\n"));
+        assert!(out.contains("chat_tls_handshake_failures_total{kind=\"eof\"} 0\n"));
+        assert!(out.contains("chat_tls_reloads_total{result=\"failed\"} 0\n"));
+        for line in out.lines() {
+            assert!(
+                line.starts_with('#') || line.split(' ').count() == 2,
+                "{line}"
+            );
+        }
+    }
+}
