@@ -40,7 +40,8 @@ mod tests;
 use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
-use crate::ws::{encode, OpCode};
+use crate::ws::deflate::Codec;
+use crate::ws::OpCode;
 use ending::Ending;
 use metrics::Totals;
 use pool::BufferPool;
@@ -129,7 +130,17 @@ pub struct Engine {
     now_ms: u64,
     /// Set by [`Engine::begin_shutdown`]: when the grace ends.
     shutdown_deadline_ms: Option<u64>,
+    /// permessage-deflate for every session of this loop: no context
+    /// takeover, so one codec serves them all (`ws/deflate.rs`).
+    codec: Codec,
+    /// The message being inflated; reused. Never over
+    /// `--max-message-size` + 1 bytes; kept at most [`KEPT_INFLATED`].
+    inflated: Vec<u8>,
 }
+
+/// Capacity the inflate buffer keeps between messages: enough for the
+/// default message size limit, so steady traffic reallocates nothing.
+const KEPT_INFLATED: usize = crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 
 impl Engine {
     /// An engine with no connections, a zero [`Seed`] (tests: pair ids
@@ -168,6 +179,8 @@ impl Engine {
             text: String::new(),
             now_ms: 0,
             shutdown_deadline_ms: None,
+            codec: Codec::default(),
+            inflated: Vec::new(),
         }
     }
 
@@ -500,9 +513,18 @@ impl Engine {
 
     /// Appends one frame to the connection's output.
     /// (The echo path: one slab lookup per message.)
+    /// Data frames are compressed when the session negotiated it and the
+    /// payload is worth it.
     fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
         if let Some(session) = self.sessions.get_mut(id) {
-            encode::write_frame(session.out.writer(&mut self.pool), opcode, payload);
+            let deflate = session.deflate().filter(|_| !opcode.is_control());
+            self.codec.write_message(
+                session.out.writer(&mut self.pool),
+                opcode,
+                payload,
+                deflate,
+                self.config.deflate_min_size,
+            );
             if !session.dirty {
                 session.dirty = true;
                 self.dirty.push(id);
@@ -520,6 +542,8 @@ impl Engine {
                 pool: &mut self.pool,
                 dirty: &mut self.dirty,
                 scratch: &mut self.scratch,
+                codec: &mut self.codec,
+                deflate_min_size: self.config.deflate_min_size,
             },
         )
     }
@@ -547,6 +571,8 @@ struct Mailer<'a> {
     pool: &'a mut BufferPool,
     dirty: &'a mut Vec<ConnId>,
     scratch: &'a mut Vec<u8>,
+    codec: &'a mut Codec,
+    deflate_min_size: usize,
 }
 
 impl Outbox for Mailer<'_> {
@@ -559,7 +585,14 @@ impl Outbox for Mailer<'_> {
         }
         self.scratch.clear();
         protocol::write_json(self.scratch, msg);
-        encode::write_frame(session.out.writer(self.pool), OpCode::Text, self.scratch);
+        let deflate = session.deflate();
+        self.codec.write_message(
+            session.out.writer(self.pool),
+            OpCode::Text,
+            self.scratch,
+            deflate,
+            self.deflate_min_size,
+        );
         if !session.dirty {
             session.dirty = true;
             self.dirty.push(to);

@@ -81,6 +81,16 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// A valid close frame: code (None when the payload was empty) and reason.
     Close(Option<CloseCode>, &'a str),
+    /// A whole permessage-deflate message (RSV1 on its first frame, only
+    /// when [`Decoder::allow_compressed`] was called): its still compressed
+    /// data, not yet checked in any way. `text` messages must be checked to
+    /// be UTF-8 once inflated.
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed data of all its frames, joined.
+        data: &'a [u8],
+    },
 }
 
 /// Per-connection decoder state. Kept small: it lives in every connection
@@ -107,6 +117,11 @@ pub struct Decoder {
     frame_fin: bool,
     /// The last event was a slice of `message`: clear it on the next call.
     delivered: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    compression: bool,
+    /// The message being reassembled is compressed (its UTF-8 is checked
+    /// after inflating, not here).
+    message_compressed: bool,
 }
 
 /// `len` bytes of `buf` from `start`, if they are all there.
@@ -134,7 +149,16 @@ impl Decoder {
             in_frame: false,
             frame_fin: false,
             delivered: false,
+            compression: false,
+            message_compressed: false,
         }
+    }
+
+    /// permessage-deflate was negotiated (RFC 7692): RSV1 on the first
+    /// frame of a data message now marks it compressed, delivered as
+    /// [`Message::Compressed`]. RSV1 anywhere else is still 1002.
+    pub fn allow_compressed(&mut self) {
+        self.compression = true;
     }
 
     /// Decodes what it can from the start of `input`, unmasking in place.
@@ -167,7 +191,10 @@ impl Decoder {
                     apply_mask(chunk, self.mask, self.mask_pos.into());
                     self.mask_pos = ((usize::from(self.mask_pos) + take) & 3) as u8;
                 }
-                if self.message_op == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
+                if self.message_op == Some(OpCode::Text)
+                    && !self.message_compressed
+                    && self.utf8.feed(chunk).is_err()
+                {
                     return Err(ProtocolError::BadUtf8);
                 }
                 message.extend_from_slice(chunk);
@@ -183,6 +210,16 @@ impl Decoder {
                 // The message is complete.
                 let op = self.message_op.take();
                 self.delivered = true;
+                if self.message_compressed {
+                    let text = op == Some(OpCode::Text);
+                    return Ok((
+                        pos,
+                        Some(Message::Compressed {
+                            text,
+                            data: message,
+                        }),
+                    ));
+                }
                 let msg = match op {
                     Some(OpCode::Text) => {
                         if !self.utf8.is_complete() {
@@ -201,10 +238,17 @@ impl Decoder {
             let Some(&b0) = header.first() else {
                 return Ok((pos, None));
             };
-            if b0 & 0x70 != 0 {
+            if b0 & 0x30 != 0 {
                 return Err(ProtocolError::ReservedBits);
             }
             let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode)?;
+            // RSV1: a compressed message, only on a data message's first
+            // frame and only once negotiated (RFC 7692 §6.1).
+            let compressed = b0 & 0x40 != 0;
+            if compressed && !(self.compression && matches!(opcode, OpCode::Text | OpCode::Binary))
+            {
+                return Err(ProtocolError::ReservedBits);
+            }
             let fin = b0 & 0x80 != 0;
             let control = opcode.is_control();
             if control && !fin {
@@ -294,7 +338,12 @@ impl Decoder {
                     apply_mask(payload, mask, 0);
                 }
                 let payload: &'a [u8] = payload;
-                let msg = if opcode == OpCode::Text {
+                let msg = if compressed {
+                    Message::Compressed {
+                        text: opcode == OpCode::Text,
+                        data: payload,
+                    }
+                } else if opcode == OpCode::Text {
                     std::str::from_utf8(payload).map_err(|_| ProtocolError::BadUtf8)?;
                     Message::Text(payload)
                 } else {
@@ -305,6 +354,7 @@ impl Decoder {
             // Fragmented, or split across reads: stream into `message`.
             if opcode != OpCode::Continuation {
                 self.message_op = Some(opcode);
+                self.message_compressed = compressed;
                 self.utf8.reset();
                 message.clear();
             }
@@ -340,6 +390,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<u16>, String),
+        Compressed(bool, Vec<u8>),
         Fail(u16),
     }
 
@@ -353,6 +404,7 @@ mod tests {
             Message::Ping(p) => Ev::Ping(p.to_vec()),
             Message::Pong(p) => Ev::Pong(p.to_vec()),
             Message::Close(c, r) => Ev::Close(c.map(CloseCode::as_u16), r.to_string()),
+            Message::Compressed { text, data } => Ev::Compressed(text, data.to_vec()),
         }
     }
 
