@@ -77,7 +77,7 @@ step "cargo fmt --check" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked --no-fail-fast
 step "cargo build --release (chat, chat-bench)" cargo build --release --locked --workspace
-step "autobahn 1.*-10.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
+step "autobahn 1.*-10.*, 12.*, 13.* against /echo" tests/autobahn/run.sh target/release/chat target/venv
 step "browser test (chromium + playwright-core)" bash tests/browser/run.sh target/release/chat
 step "video: browser + TURN" timeout 300 bash tests/browser/video.sh target/release/chat
 step "nginx + TLS deployment test" bash tests/deploy/nginx_test.sh target/release/chat
