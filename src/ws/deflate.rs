@@ -12,6 +12,7 @@
 //! 15-bit one is about 270 KiB), plus the caller's output buffers.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::encode::{write_compressed_frame, write_frame};
 use super::extension::MAX_WINDOW_BITS;
@@ -103,34 +104,17 @@ impl Codec {
         let deflater = slot.get_or_insert_with(|| {
             Compress::new_with_window_bits(Compression::new(LEVEL), false, bits)
         });
-        deflater.reset();
-        // Worth sending only if shorter than the payload once the 4-byte
-        // tail is stripped: a buffer the compressor fills without
-        // finishing means it is not.
-        out.reserve(payload.len() + TAIL.len());
-        let mut rest = payload;
-        loop {
-            let before = deflater.total_in();
-            if deflater
-                .compress_vec(rest, out, FlushCompress::Sync)
-                .is_err()
-            {
-                return false;
-            }
-            let used = usize::try_from(deflater.total_in() - before).unwrap_or(usize::MAX);
-            rest = rest.get(used..).unwrap_or_default();
-            if out.len() >= out.capacity() {
-                return false;
-            }
-            if rest.is_empty() {
-                break;
+        // A library panic must not end every connection of the loop: the
+        // deflater is dropped (a new one is made next time) and the
+        // message goes out uncompressed.
+        match catch_unwind(AssertUnwindSafe(|| deflate_into(deflater, payload, out))) {
+            Ok(shorter) => shorter,
+            Err(_) => {
+                *slot = None;
+                out.clear();
+                false
             }
         }
-        if !out.ends_with(&TAIL) || out.len() - TAIL.len() >= payload.len() {
-            return false;
-        }
-        out.truncate(out.len() - TAIL.len());
-        true
     }
 
     /// Inflates one message's compressed data into `out` (cleared first),
@@ -144,44 +128,98 @@ impl Codec {
     ) -> Result<(), InflateError> {
         out.clear();
         let inflater = self.inflater.get_or_insert_with(|| Decompress::new(false));
-        inflater.reset(false);
-        for input in [payload, &TAIL] {
-            let mut rest = input;
-            loop {
-                if out.len() == out.capacity() {
-                    // Grow by doubling, never past max + 1 (one byte over
-                    // the limit is how we learn the limit is crossed).
-                    let cap = out
-                        .capacity()
-                        .saturating_mul(2)
-                        .max(256)
-                        .min(max.saturating_add(1));
-                    out.reserve_exact(cap.saturating_sub(out.len()));
-                }
-                let (in_before, out_before) = (inflater.total_in(), out.len());
-                let status = inflater
-                    .decompress_vec(rest, out, FlushDecompress::Sync)
-                    .map_err(|_| InflateError::Corrupt)?;
-                if out.len() > max {
-                    return Err(InflateError::TooBig);
-                }
-                let used = usize::try_from(inflater.total_in() - in_before).unwrap_or(usize::MAX);
-                rest = rest.get(used..).unwrap_or_default();
-                if status == Status::StreamEnd {
-                    // A final block (BFINAL) ended the data: what follows,
-                    // the tail included, is not part of it.
-                    return Ok(());
-                }
-                if out.len() < out.capacity() && rest.is_empty() {
-                    break;
-                }
-                if used == 0 && out.len() == out_before && out.len() < out.capacity() {
-                    return Err(InflateError::Corrupt);
-                }
+        // As for deflating: a library panic fails this message, not the loop.
+        match catch_unwind(AssertUnwindSafe(|| {
+            inflate_into(inflater, payload, max, out)
+        })) {
+            Ok(result) => result,
+            Err(_) => {
+                self.inflater = None;
+                out.clear();
+                Err(InflateError::Corrupt)
             }
         }
-        Ok(())
     }
+}
+
+/// [`Codec::compress`] with its deflater.
+fn deflate_into(deflater: &mut Compress, payload: &[u8], out: &mut Vec<u8>) -> bool {
+    deflater.reset();
+    // Room for the worst case (zlib-rs's level 1 stores a literal in up to
+    // 9 bits: 1/8 more, plus block headers), so the compressor never runs
+    // out of output mid-block: zlib-rs 0.6.8 panics at level 1 when it
+    // does (reproduced with incompressible data and a buffer of the
+    // payload's size). Worth sending only if shorter than the payload.
+    out.reserve(payload.len() + payload.len() / 8 + 64);
+    let mut rest = payload;
+    loop {
+        let before = deflater.total_in();
+        if deflater
+            .compress_vec(rest, out, FlushCompress::Sync)
+            .is_err()
+        {
+            return false;
+        }
+        let used = usize::try_from(deflater.total_in() - before).unwrap_or(usize::MAX);
+        rest = rest.get(used..).unwrap_or_default();
+        if rest.is_empty() && out.len() < out.capacity() {
+            break;
+        }
+        if out.len() >= out.capacity() || used == 0 {
+            return false;
+        }
+    }
+    if !out.ends_with(&TAIL) || out.len() - TAIL.len() >= payload.len() {
+        return false;
+    }
+    out.truncate(out.len() - TAIL.len());
+    true
+}
+
+/// [`Codec::inflate`] with its inflater.
+fn inflate_into(
+    inflater: &mut Decompress,
+    payload: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), InflateError> {
+    inflater.reset(false);
+    for input in [payload, &TAIL] {
+        let mut rest = input;
+        loop {
+            if out.len() == out.capacity() {
+                // Grow by doubling, never past max + 1 (one byte over the
+                // limit is how we learn the limit is crossed).
+                let cap = out
+                    .capacity()
+                    .saturating_mul(2)
+                    .max(256)
+                    .min(max.saturating_add(1));
+                out.reserve_exact(cap.saturating_sub(out.len()));
+            }
+            let (in_before, out_before) = (inflater.total_in(), out.len());
+            let status = inflater
+                .decompress_vec(rest, out, FlushDecompress::Sync)
+                .map_err(|_| InflateError::Corrupt)?;
+            if out.len() > max {
+                return Err(InflateError::TooBig);
+            }
+            let used = usize::try_from(inflater.total_in() - in_before).unwrap_or(usize::MAX);
+            rest = rest.get(used..).unwrap_or_default();
+            if status == Status::StreamEnd {
+                // A final block (BFINAL) ended the data: what follows, the
+                // tail included, is not part of it.
+                return Ok(());
+            }
+            if out.len() < out.capacity() && rest.is_empty() {
+                break;
+            }
+            if used == 0 && out.len() == out_before && out.len() < out.capacity() {
+                return Err(InflateError::Corrupt);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -223,6 +261,43 @@ mod tests {
         assert_eq!(
             format!("{codec:?}"),
             "Codec { deflaters: 7, inflater: true }"
+        );
+    }
+
+    /// zlib-rs 0.6.8 panicked at level 1 on incompressible data given an
+    /// output buffer of the payload's size: with the room we give it, no
+    /// input of any size panics (a panic would drop the deflater).
+    #[test]
+    fn incompressible_and_mixed_data_never_panics() {
+        let mut codec = Codec::default();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..600u32 {
+            let size = (rnd() % 140_000) as usize >> (rnd() % 12);
+            let kind = round % 3;
+            let data: Vec<u8> = (0..size)
+                .map(|i| match kind {
+                    0 => rnd() as u8,
+                    1 if rnd() % 3 == 0 => rnd() as u8,
+                    1 => b'x',
+                    _ => (i % 251) as u8,
+                })
+                .collect();
+            for bits in [9, 15] {
+                if let Some(back) = round_trip(&mut codec, bits, &data) {
+                    assert_eq!(back, data);
+                }
+            }
+        }
+        assert_eq!(
+            codec.deflaters.iter().flatten().count(),
+            2,
+            "a deflater panicked"
         );
     }
 
