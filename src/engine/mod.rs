@@ -41,7 +41,7 @@ use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
 use crate::ws::deflate::Codec;
-use crate::ws::OpCode;
+use crate::ws::{encode, OpCode};
 use ending::Ending;
 use metrics::Totals;
 use pool::BufferPool;
@@ -517,14 +517,18 @@ impl Engine {
     /// payload is worth it.
     fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
         if let Some(session) = self.sessions.get_mut(id) {
-            let deflate = session.deflate().filter(|_| !opcode.is_control());
-            self.codec.write_message(
-                session.out.writer(&mut self.pool),
-                opcode,
-                payload,
-                deflate,
-                self.config.deflate_min_size,
-            );
+            let deflate = session.deflate();
+            let out = session.out.writer(&mut self.pool);
+            match deflate {
+                Some(window) if !opcode.is_control() => self.codec.write_message(
+                    out,
+                    opcode,
+                    payload,
+                    Some(window),
+                    self.config.deflate_min_size,
+                ),
+                _ => encode::write_frame(out, opcode, payload),
+            }
             if !session.dirty {
                 session.dirty = true;
                 self.dirty.push(id);

@@ -54,8 +54,8 @@
 
 use super::close::parse_close_payload;
 use super::error::ProtocolError;
-use super::mask::apply_mask;
-use super::utf8::Utf8Validator;
+use super::mask::{apply_mask, unmask_is_ascii};
+use super::utf8::{self, Utf8Validator};
 use super::{CloseCode, OpCode};
 
 /// Which side of the connection we are; decides the masking rule.
@@ -179,6 +179,18 @@ impl Decoder {
         if self.delivered {
             self.delivered = false;
             message.clear();
+        }
+        if let Some((text, len, mask)) = self.short_frame(input) {
+            let payload = sub(input, 6, len).ok_or(ProtocolError::Internal)?;
+            let ascii = unmask_is_ascii(payload, mask);
+            let payload: &'a [u8] = payload;
+            if !text {
+                return Ok((6 + len, Some(Message::Binary(payload))));
+            }
+            if !ascii && !utf8::is_valid(payload) {
+                return Err(ProtocolError::BadUtf8);
+            }
+            return Ok((6 + len, Some(Message::Text(payload))));
         }
         let mut pos = 0usize;
         loop {
@@ -334,9 +346,9 @@ impl Decoder {
             if fin && opcode != OpCode::Continuation && avail >= len {
                 // Unfragmented and all here: zero copy.
                 let payload = sub(input, start, len).ok_or(ProtocolError::Internal)?;
-                if masked {
-                    apply_mask(payload, mask, 0);
-                }
+                // Unmasking tells, for free, whether it is all ASCII: then
+                // it is UTF-8 without a further pass.
+                let ascii = masked && unmask_is_ascii(payload, mask);
                 let payload: &'a [u8] = payload;
                 let msg = if compressed {
                     Message::Compressed {
@@ -344,7 +356,9 @@ impl Decoder {
                         data: payload,
                     }
                 } else if opcode == OpCode::Text {
-                    std::str::from_utf8(payload).map_err(|_| ProtocolError::BadUtf8)?;
+                    if !ascii && !utf8::is_valid(payload) {
+                        return Err(ProtocolError::BadUtf8);
+                    }
                     Message::Text(payload)
                 } else {
                     Message::Binary(payload)
@@ -365,6 +379,32 @@ impl Decoder {
             self.in_frame = true;
             pos = start;
         }
+    }
+
+    /// The common case in few instructions: between messages, a whole
+    /// masked, final, uncompressed text or binary frame of under 126 bytes
+    /// (a 6-byte header) lies at the start of `input`: whether it is text,
+    /// its length and its mask. None: anything else (the general path
+    /// decides it, with the same rules).
+    #[inline]
+    fn short_frame(&self, input: &[u8]) -> Option<(bool, usize, [u8; 4])> {
+        if self.in_frame || self.message_op.is_some() || self.role != Role::Server {
+            return None;
+        }
+        let [b0, b1, m0, m1, m2, m3, rest @ ..] = input else {
+            return None;
+        };
+        // FIN, no RSV bit, opcode 1 or 2; MASK set, length 0..=125.
+        let text = match *b0 {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let len = usize::from(*b1 ^ 0x80);
+        if len > 125 || len > self.max_message_size || len > rest.len() {
+            return None;
+        }
+        Some((text, len, [*m0, *m1, *m2, *m3]))
     }
 
     /// True while a fragmented or split message is being reassembled (the

@@ -73,7 +73,16 @@ pub fn write_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, data: &[u8]) {
 }
 
 /// Appends one unmasked, final frame.
+///
+/// The echo and relay path: a short payload (under 126 bytes, a 2-byte
+/// header) skips building the general 14-byte header.
+#[inline]
 pub fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    if payload.len() < 126 {
+        out.extend_from_slice(&[0x80 | opcode as u8, payload.len() as u8]);
+        out.extend_from_slice(payload);
+        return;
+    }
     write_raw_frame(out, opcode, true, payload, None);
 }
 
