@@ -42,6 +42,8 @@ fn start_server() -> SocketAddr {
         listen: "127.0.0.1:0".parse().unwrap(),
         // Relay as fast as the test can go.
         rate_limit: 1_000_000,
+        // The compressed messages below are compressed back.
+        deflate_min_size: 64,
         ..Config::default()
     };
     let server = Server::bind(config).unwrap();
@@ -93,6 +95,17 @@ fn masked_with(b0: u8, payload: &[u8]) -> Vec<u8> {
 /// Reads one small unmasked text frame into `buf`; returns its payload length.
 fn read_frame(s: &mut TcpStream, buf: &mut [u8; 256]) -> usize {
     read_frame_with(s, 0x81, buf)
+}
+
+/// Reads one small text frame, compressed (its length over
+/// `deflate_min_size`) or not.
+fn read_text_frame(s: &mut TcpStream, buf: &mut [u8; 256]) -> usize {
+    s.read_exact(&mut buf[..2]).unwrap();
+    assert!(buf[0] == 0x81 || buf[0] == 0xC1, "expected a text frame");
+    let len = (buf[1] & 0x7f) as usize;
+    assert!(len < 126);
+    s.read_exact(&mut buf[..len]).unwrap();
+    len
 }
 
 /// Reads one small unmasked frame whose first byte must be `b0`.
@@ -181,7 +194,7 @@ fn steady_state_echo_and_relay_allocate_nothing() {
     // Compressed echo (text over --deflate-min-size, so it is compressed
     // back) and compressed relay.
     let long = br#"{"type":"message","text":"a chat line long enough to be compressed, a chat line long enough to be compressed, a chat line long enough to be compressed"}"#;
-    assert!(long.len() >= chat::config::DEFAULT_DEFLATE_MIN_SIZE);
+    assert!(long.len() >= 64);
     let zframe = masked_with(0xC1, &deflate(long));
     let mut zecho = ws_connect_with(addr, "/echo", OFFER);
     compressed_round_trips(&mut zecho, &zframe, 2_000, &mut buf);
@@ -191,11 +204,11 @@ fn steady_state_echo_and_relay_allocate_nothing() {
     println!("compressed echo: {zecho_allocs} allocations over 20000 messages");
 
     let mut a = ws_connect_with(addr, "/", OFFER);
-    read_frame(&mut a, &mut buf); // waiting
+    read_text_frame(&mut a, &mut buf); // waiting
     let mut b = ws_connect_with(addr, "/", OFFER);
-    read_frame(&mut b, &mut buf); // waiting
-    read_frame(&mut a, &mut buf); // paired (short: uncompressed)
-    read_frame(&mut b, &mut buf); // paired
+    read_text_frame(&mut b, &mut buf); // waiting
+    read_text_frame(&mut a, &mut buf); // paired
+    read_text_frame(&mut b, &mut buf); // paired
     relay_round_trips(&mut a, &mut b, &zframe, 1_000, &mut buf);
     let before = allocations();
     relay_round_trips(&mut a, &mut b, &zframe, 10_000, &mut buf);

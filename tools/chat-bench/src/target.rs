@@ -22,6 +22,9 @@ pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// A `Sec-WebSocket-Extensions` offer sent with every upgrade (idle
+    /// `--offer-deflate`: the server then holds compressed sessions).
+    pub extensions: Option<&'static str>,
 }
 
 pub fn parse_url(url: &str) -> Result<Target, String> {
@@ -56,6 +59,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        extensions: None,
     })
 }
 
