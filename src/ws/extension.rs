@@ -25,6 +25,9 @@
 pub struct Agreement {
     /// `server_max_window_bits`: 15 unless the client asked for less.
     pub server_window_bits: u8,
+    /// The offer named `server_max_window_bits`: accepting it means
+    /// answering it (§7.1.2.1), even with 15.
+    pub answer_window_bits: bool,
 }
 
 /// The largest window (bits), and the one we use when the client sets none.
@@ -88,6 +91,7 @@ fn accept_offer(offer: &[u8]) -> Option<Agreement> {
     }
     Some(Agreement {
         server_window_bits: server_window_bits.unwrap_or(MAX_WINDOW_BITS),
+        answer_window_bits: server_window_bits.is_some(),
     })
 }
 
@@ -119,7 +123,7 @@ pub fn write_response(out: &mut Vec<u8>, agreed: Agreement) {
           server_no_context_takeover; client_no_context_takeover",
     );
     let bits = agreed.server_window_bits;
-    if bits < MAX_WINDOW_BITS {
+    if agreed.answer_window_bits {
         out.extend_from_slice(b"; server_max_window_bits=");
         if bits >= 10 {
             out.push(b'1');
@@ -184,6 +188,11 @@ mod tests {
             response("permessage-deflate; server_max_window_bits=12"),
             "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
              client_no_context_takeover; server_max_window_bits=12\r\n"
+        );
+        assert_eq!(
+            response("permessage-deflate; server_max_window_bits=15"),
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover; server_max_window_bits=15\r\n"
         );
         assert_eq!(
             response("permessage-deflate"),
