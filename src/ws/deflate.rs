@@ -32,6 +32,11 @@ const MIN_DEFLATE_BITS: u8 = 9;
 /// Window sizes we may deflate with: 9..=15 bits.
 const DEFLATERS: usize = (MAX_WINDOW_BITS - MIN_DEFLATE_BITS + 1) as usize;
 
+/// Capacity the compression buffer keeps between messages: enough for a
+/// 64 KiB message (the default size limit) with the deflater's worst-case
+/// room, so steady traffic reallocates nothing; a larger one is freed.
+const KEPT_COMPRESSED: usize = 64 * 1024 + 64 * 1024 / 8 + 64;
+
 /// Why a compressed message could not be inflated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InflateError {
@@ -48,7 +53,8 @@ pub struct Codec {
     deflaters: [Option<Compress>; DEFLATERS],
     inflater: Option<Decompress>,
     /// A compressed message on its way into a frame; reused. It holds at
-    /// most one message (bounded by the message size limit).
+    /// most one message (bounded by the message size limit), and keeps at
+    /// most [`KEPT_COMPRESSED`] bytes between messages.
     compressed: Vec<u8>,
 }
 
@@ -79,6 +85,9 @@ impl Codec {
             let shorter = self.compress(bits, payload, &mut compressed);
             if shorter {
                 write_compressed_frame(out, opcode, &compressed);
+            }
+            if compressed.capacity() > KEPT_COMPRESSED {
+                compressed = Vec::new();
             }
             self.compressed = compressed;
             if shorter {
