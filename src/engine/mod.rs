@@ -511,10 +511,9 @@ impl Engine {
         }
     }
 
-    /// Appends one frame to the connection's output.
-    /// (The echo path: one slab lookup per message.)
-    /// Data frames are compressed when the session negotiated it and the
-    /// payload is worth it.
+    /// Appends one frame to the connection's output (the echo path: one
+    /// slab lookup per message). A data frame goes through the loop's
+    /// codec only on a session that negotiated compression.
     fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
         if let Some(session) = self.sessions.get_mut(id) {
             let deflate = session.deflate();
