@@ -216,5 +216,60 @@ fn handshake(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, encode, unmask, utf8, handshake);
+/// permessage-deflate on our messages: compress (as sent: reset, level 1,
+/// sync flush) and inflate (reset, sync flush) with the loop's codec.
+fn deflate(c: &mut Criterion) {
+    use chat::ws::deflate::Codec;
+    let chat_line = |len: usize| {
+        let mut s = String::from(r#"{"type":"message","text":""#);
+        let words = [
+            "hello", "how", "are", "you", "today", "stranger", "music", "?",
+        ];
+        let mut i = 0;
+        while s.len() + 2 < len {
+            s.push_str(words[i % words.len()]);
+            s.push(' ');
+            i += 1;
+        }
+        s.truncate(len - 2);
+        s.push_str(r#""}"#);
+        s.into_bytes()
+    };
+    let mut g = c.benchmark_group("deflate");
+    let mut codec = Codec::default();
+    let mut out = Vec::new();
+    for (name, msg) in [
+        ("echo_32B", ascii(32)),
+        ("chat_64B", chat_line(64)),
+        ("chat_128B", chat_line(128)),
+        ("chat_512B", chat_line(512)),
+        ("chat_4KiB", chat_line(4096)),
+    ] {
+        g.throughput(Throughput::Bytes(msg.len() as u64));
+        g.bench_function(format!("compress_{name}"), |b| {
+            b.iter(|| codec.compress(15, black_box(&msg), &mut out))
+        });
+        let shorter = codec.compress(15, &msg, &mut out);
+        println!(
+            "deflate {name}: {} -> {} bytes{}",
+            msg.len(),
+            out.len(),
+            if shorter {
+                ""
+            } else {
+                " (not shorter: sent as is)"
+            }
+        );
+        if shorter {
+            let z = out.clone();
+            let mut back = Vec::new();
+            g.bench_function(format!("inflate_{name}"), |b| {
+                b.iter(|| codec.inflate(black_box(&z), 1 << 20, &mut back))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, decode, encode, unmask, utf8, handshake, deflate);
 criterion_main!(benches);

@@ -12,6 +12,8 @@
 #   SERVER_CPU=0      core for the server (taskset -c)
 #   LOAD_CPU=1        core for the load generator
 #   IDLE_CONNS=15000  connections for the idle-RSS row
+#   IDLE_ARGS=""      extra chat-bench idle arguments (--offer-deflate: the
+#                     idle sessions negotiate permessage-deflate)
 #   CHAT_CLIENTS=10000  clients for the 1 msg/s relay-latency row
 #   PINGPONG_PAIRS=1000 pairs for the ping-pong row
 #   SERVERS="chat tokio-tungstenite fastwebsockets nginx"   columns to run
@@ -34,6 +36,7 @@ DURATION="${DURATION:-10}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 IDLE_CONNS="${IDLE_CONNS:-15000}"
+IDLE_ARGS="${IDLE_ARGS:-}"
 CHAT_CLIENTS="${CHAT_CLIENTS:-10000}"
 PINGPONG_PAIRS="${PINGPONG_PAIRS:-1000}"
 SERVERS="${SERVERS:-chat tokio-tungstenite fastwebsockets nginx}"
@@ -254,8 +257,9 @@ measure() {
         e=$(json_count "$f" errors)
         ;;
     idle)
+        # shellcheck disable=SC2086
         load 180 "$bench" idle --url "$url" --connections "$IDLE_CONNS" \
-            --pid "$server_pid" --hold 5 >"$f" 2>&1
+            --pid "$server_pid" --hold 5 $IDLE_ARGS >"$f" 2>&1
         v=$(json_field "$f" rss_per_conn)
         e=$(json_count "$f" errors)
         ;;

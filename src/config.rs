@@ -25,6 +25,13 @@ pub const DEFAULT_INTEREST_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RATE_LIMIT: u64 = crate::chat::pairing::DEFAULT_RATE_PER_SEC;
 /// `--busy-poll`: off.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// `--deflate`: permessage-deflate offered by a client is accepted.
+pub const DEFAULT_DEFLATE: bool = true;
+/// `--deflate-min-size`: shorter messages go out uncompressed. Measured
+/// (BENCHMARKS.md "permessage-deflate"): a compression costs 6-9 µs at any
+/// size (zlib's per-message reset), and under ~1.4 KB a message is one TCP
+/// segment compressed or not, so below this it saves bytes, no packets.
+pub const DEFAULT_DEFLATE_MIN_SIZE: usize = 1024;
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
@@ -66,6 +73,11 @@ pub struct Config {
     pub turn_secret: Option<TurnSecret>,
     /// `--turn-ttl`: validity of those credentials (whole seconds count).
     pub turn_ttl: Duration,
+    /// `--deflate`: accept permessage-deflate (RFC 7692) when offered.
+    pub deflate: bool,
+    /// `--deflate-min-size`: messages shorter than this are sent
+    /// uncompressed even on a compressed session.
+    pub deflate_min_size: usize,
 }
 
 impl Default for Config {
@@ -87,6 +99,8 @@ impl Default for Config {
             ice_servers: Vec::new(),
             turn_secret: None,
             turn_ttl: DEFAULT_TURN_TTL,
+            deflate: DEFAULT_DEFLATE,
+            deflate_min_size: DEFAULT_DEFLATE_MIN_SIZE,
         }
     }
 }

@@ -7,6 +7,7 @@ use chat::config::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_TURN_TTL,
 };
+use chat::config::{DEFAULT_DEFLATE, DEFAULT_DEFLATE_MIN_SIZE};
 use chat::server::{Config, Server, TlsAcceptor, TlsFiles};
 use clap::Parser;
 use log::{info, warn};
@@ -100,6 +101,35 @@ struct Cli {
     /// TLS private key (PEM) for --tls-cert.
     #[arg(long, env = "CHAT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+
+    /// permessage-deflate (RFC 7692) with clients that offer it: on or off.
+    #[arg(long, env = "CHAT_DEFLATE", default_value_t = OnOff(DEFAULT_DEFLATE),
+          value_name = "on|off", value_parser = on_off)]
+    deflate: OnOff,
+
+    /// Messages shorter than this many bytes are sent uncompressed even
+    /// when compression was negotiated.
+    #[arg(long, env = "CHAT_DEFLATE_MIN_SIZE", default_value_t = DEFAULT_DEFLATE_MIN_SIZE as u64,
+          value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
+    deflate_min_size: u64,
+}
+
+/// An `on|off` option's value, shown the way it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OnOff(bool);
+
+impl fmt::Display for OnOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "on" } else { "off" })
+    }
+}
+
+fn on_off(text: &str) -> Result<OnOff, String> {
+    match text.trim() {
+        "on" => Ok(OnOff(true)),
+        "off" => Ok(OnOff(false)),
+        other => Err(format!("expected on or off, not {other:?}")),
+    }
 }
 
 impl Cli {
@@ -129,6 +159,8 @@ impl Cli {
             ice_servers: self.ice_server,
             turn_secret: self.turn_secret_file,
             turn_ttl: self.turn_ttl.0,
+            deflate: self.deflate.0,
+            deflate_min_size: usize::try_from(self.deflate_min_size).unwrap_or(usize::MAX),
             ..Config::default()
         }
     }
@@ -289,6 +321,8 @@ mod tests {
             "--ice-server",
             "turn:127.0.0.1:3478?transport=tcp",
             "--turn-ttl=1h",
+            "--deflate=off",
+            "--deflate-min-size=7",
         ])
         .into_config();
         let want = Config {
@@ -306,9 +340,12 @@ mod tests {
                 "turn:127.0.0.1:3478?transport=tcp".to_string(),
             ],
             turn_ttl: Duration::from_secs(3600),
+            deflate: false,
+            deflate_min_size: 7,
             ..Config::default()
         };
         assert_eq!(config, want);
+        assert!(on_off("maybe").is_err());
     }
 
     #[test]

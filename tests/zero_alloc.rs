@@ -42,6 +42,8 @@ fn start_server() -> SocketAddr {
         listen: "127.0.0.1:0".parse().unwrap(),
         // Relay as fast as the test can go.
         rate_limit: 1_000_000,
+        // The compressed messages below are compressed back.
+        deflate_min_size: 64,
         ..Config::default()
     };
     let server = Server::bind(config).unwrap();
@@ -51,13 +53,18 @@ fn start_server() -> SocketAddr {
 }
 
 fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
+    ws_connect_with(addr, path, "")
+}
+
+/// With `extra` header lines (e.g. a permessage-deflate offer).
+fn ws_connect_with(addr: SocketAddr, path: &str, extra: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_nodelay(true).unwrap();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
     .unwrap();
     // Read the 101 head byte by byte up to the blank line.
@@ -72,9 +79,14 @@ fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
 }
 
 fn masked(payload: &[u8]) -> Vec<u8> {
+    masked_with(0x81, payload)
+}
+
+/// A masked frame with first byte `b0` (0xC1: a compressed text message).
+fn masked_with(b0: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);
     let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    let mut f = vec![b0, 0x80 | payload.len() as u8];
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
@@ -82,8 +94,24 @@ fn masked(payload: &[u8]) -> Vec<u8> {
 
 /// Reads one small unmasked text frame into `buf`; returns its payload length.
 fn read_frame(s: &mut TcpStream, buf: &mut [u8; 256]) -> usize {
+    read_frame_with(s, 0x81, buf)
+}
+
+/// Reads one small text frame, compressed (its length over
+/// `deflate_min_size`) or not.
+fn read_text_frame(s: &mut TcpStream, buf: &mut [u8; 256]) -> usize {
     s.read_exact(&mut buf[..2]).unwrap();
-    assert_eq!(buf[0], 0x81, "expected a text frame");
+    assert!(buf[0] == 0x81 || buf[0] == 0xC1, "expected a text frame");
+    let len = (buf[1] & 0x7f) as usize;
+    assert!(len < 126);
+    s.read_exact(&mut buf[..len]).unwrap();
+    len
+}
+
+/// Reads one small unmasked frame whose first byte must be `b0`.
+fn read_frame_with(s: &mut TcpStream, b0: u8, buf: &mut [u8; 256]) -> usize {
+    s.read_exact(&mut buf[..2]).unwrap();
+    assert_eq!(buf[0], b0, "expected a frame starting {b0:#x}");
     let len = (buf[1] & 0x7f) as usize;
     assert!(len < 126);
     s.read_exact(&mut buf[..len]).unwrap();
@@ -107,11 +135,33 @@ fn relay_round_trips(
 ) {
     for _ in 0..n {
         a.write_all(frame).unwrap();
-        read_frame(b, buf);
+        read_frame_with(b, frame[0], buf);
         b.write_all(frame).unwrap();
-        read_frame(a, buf);
+        read_frame_with(a, frame[0], buf);
     }
 }
+
+/// Compressed messages both ways: each is inflated, handled, and
+/// compressed again by the server.
+fn compressed_round_trips(s: &mut TcpStream, frame: &[u8], n: usize, buf: &mut [u8; 256]) {
+    for _ in 0..n {
+        s.write_all(frame).unwrap();
+        read_frame_with(s, 0xC1, buf);
+    }
+}
+
+/// Raw deflate of one message, sync-flushed, its 4-byte tail stripped
+/// (RFC 7692 §7.2.1).
+fn deflate(data: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new(Compression::default(), false);
+    let mut out = Vec::with_capacity(data.len() + 64);
+    c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+    out.truncate(out.len() - 4);
+    out
+}
+
+const OFFER: &str = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
 
 #[test]
 fn steady_state_echo_and_relay_allocate_nothing() {
@@ -141,6 +191,35 @@ fn steady_state_echo_and_relay_allocate_nothing() {
     let relay_allocs = allocations() - before;
     println!("relay: {relay_allocs} allocations over 20000 messages");
 
+    // Compressed echo (text over --deflate-min-size, so it is compressed
+    // back) and compressed relay.
+    let long = br#"{"type":"message","text":"a chat line long enough to be compressed, a chat line long enough to be compressed, a chat line long enough to be compressed"}"#;
+    assert!(long.len() >= 64);
+    let zframe = masked_with(0xC1, &deflate(long));
+    let mut zecho = ws_connect_with(addr, "/echo", OFFER);
+    compressed_round_trips(&mut zecho, &zframe, 2_000, &mut buf);
+    let before = allocations();
+    compressed_round_trips(&mut zecho, &zframe, 20_000, &mut buf);
+    let zecho_allocs = allocations() - before;
+    println!("compressed echo: {zecho_allocs} allocations over 20000 messages");
+
+    let mut a = ws_connect_with(addr, "/", OFFER);
+    read_text_frame(&mut a, &mut buf); // waiting
+    let mut b = ws_connect_with(addr, "/", OFFER);
+    read_text_frame(&mut b, &mut buf); // waiting
+    read_text_frame(&mut a, &mut buf); // paired
+    read_text_frame(&mut b, &mut buf); // paired
+    relay_round_trips(&mut a, &mut b, &zframe, 1_000, &mut buf);
+    let before = allocations();
+    relay_round_trips(&mut a, &mut b, &zframe, 10_000, &mut buf);
+    let zrelay_allocs = allocations() - before;
+    println!("compressed relay: {zrelay_allocs} allocations over 20000 messages");
+
     assert_eq!(echo_allocs, 0, "echo allocates in steady state");
     assert_eq!(relay_allocs, 0, "relay allocates in steady state");
+    assert_eq!(zecho_allocs, 0, "compressed echo allocates in steady state");
+    assert_eq!(
+        zrelay_allocs, 0,
+        "compressed relay allocates in steady state"
+    );
 }

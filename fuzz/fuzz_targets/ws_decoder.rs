@@ -61,6 +61,9 @@ fn run(role: Role, max: usize, stream: &[u8], cuts: &[usize]) -> Vec<Ev> {
                             assert!(p.len() <= 125);
                             Ev::Pong(p.to_vec())
                         }
+                        Message::Compressed { .. } => {
+                            panic!("RSV1 accepted without allow_compressed")
+                        }
                         Message::Close(code, reason) => {
                             assert!(reason.len() <= 123);
                             events.push(Ev::Close(code.map(CloseCode::as_u16), reason.to_string()));

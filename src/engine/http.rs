@@ -5,7 +5,7 @@ use super::routes::{self, Endpoint, Page, Route};
 use super::{duration_ms, metrics, ConnId, Engine};
 use crate::http::parse_request;
 use crate::http::response::{self, Connection, Status};
-use crate::ws::handshake;
+use crate::ws::{extension, handshake};
 
 /// The built-in browser page.
 pub(super) const INDEX_HTML: &str = include_str!("../chat/page/index.html");
@@ -48,8 +48,9 @@ impl Engine {
                 endpoint,
                 key,
                 query,
+                extensions,
             } => {
-                self.upgrade(id, endpoint, key, query);
+                self.upgrade(id, endpoint, key, query, extensions);
                 return Step::Next(used);
             }
             Route::Serve { page, head_only } => {
@@ -68,13 +69,24 @@ impl Engine {
         }
     }
 
-    fn upgrade(&mut self, id: ConnId, endpoint: Endpoint, key: &[u8], query: Option<&str>) {
+    fn upgrade(
+        &mut self,
+        id: ConnId,
+        endpoint: Endpoint,
+        key: &[u8],
+        query: Option<&str>,
+        extensions: Option<&[u8]>,
+    ) {
         let accept = handshake::accept_key(key);
+        let deflate = extensions
+            .filter(|_| self.config.deflate)
+            .and_then(extension::negotiate);
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
-        response::write_switching_protocols(session.out.writer(&mut self.pool), &accept);
-        session.open(endpoint, self.config.max_message_size, self.now_ms);
+        response::write_switching_protocols(session.out.writer(&mut self.pool), &accept, deflate);
+        let window = deflate.map(|d| d.server_window_bits);
+        session.open(endpoint, self.config.max_message_size, window, self.now_ms);
         self.mark_dirty(id);
         self.totals.count_status(Status::SwitchingProtocols.code());
         self.totals.websocket_sessions += 1;

@@ -40,6 +40,7 @@ mod tests;
 use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
+use crate::ws::deflate::Codec;
 use crate::ws::{encode, OpCode};
 use ending::Ending;
 pub use metrics::ExtraMetrics;
@@ -133,7 +134,17 @@ pub struct Engine {
     shutdown_deadline_ms: Option<u64>,
     /// The driver's own counters, shown at the end of `/metrics`.
     extra_metrics: Option<Arc<dyn ExtraMetrics>>,
+    /// permessage-deflate for every session of this loop: no context
+    /// takeover, so one codec serves them all (`ws/deflate.rs`).
+    codec: Codec,
+    /// The message being inflated; reused. Never over
+    /// `--max-message-size` + 1 bytes; kept at most [`KEPT_INFLATED`].
+    inflated: Vec<u8>,
 }
+
+/// Capacity the inflate buffer keeps between messages: enough for the
+/// default message size limit, so steady traffic reallocates nothing.
+const KEPT_INFLATED: usize = crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 
 impl Engine {
     /// An engine with no connections, a zero [`Seed`] (tests: pair ids
@@ -173,6 +184,8 @@ impl Engine {
             now_ms: 0,
             shutdown_deadline_ms: None,
             extra_metrics: None,
+            codec: Codec::default(),
+            inflated: Vec::new(),
         }
     }
 
@@ -508,11 +521,23 @@ impl Engine {
         }
     }
 
-    /// Appends one frame to the connection's output.
-    /// (The echo path: one slab lookup per message.)
+    /// Appends one frame to the connection's output (the echo path: one
+    /// slab lookup per message). A data frame goes through the loop's
+    /// codec only on a session that negotiated compression.
     fn queue_frame(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {
         if let Some(session) = self.sessions.get_mut(id) {
-            encode::write_frame(session.out.writer(&mut self.pool), opcode, payload);
+            let deflate = session.deflate();
+            let out = session.out.writer(&mut self.pool);
+            match deflate {
+                Some(window) if !opcode.is_control() => self.codec.write_message(
+                    out,
+                    opcode,
+                    payload,
+                    Some(window),
+                    self.config.deflate_min_size,
+                ),
+                _ => encode::write_frame(out, opcode, payload),
+            }
             if !session.dirty {
                 session.dirty = true;
                 self.dirty.push(id);
@@ -530,6 +555,8 @@ impl Engine {
                 pool: &mut self.pool,
                 dirty: &mut self.dirty,
                 scratch: &mut self.scratch,
+                codec: &mut self.codec,
+                deflate_min_size: self.config.deflate_min_size,
             },
         )
     }
@@ -557,6 +584,8 @@ struct Mailer<'a> {
     pool: &'a mut BufferPool,
     dirty: &'a mut Vec<ConnId>,
     scratch: &'a mut Vec<u8>,
+    codec: &'a mut Codec,
+    deflate_min_size: usize,
 }
 
 impl Outbox for Mailer<'_> {
@@ -569,7 +598,14 @@ impl Outbox for Mailer<'_> {
         }
         self.scratch.clear();
         protocol::write_json(self.scratch, msg);
-        encode::write_frame(session.out.writer(self.pool), OpCode::Text, self.scratch);
+        let deflate = session.deflate();
+        self.codec.write_message(
+            session.out.writer(self.pool),
+            OpCode::Text,
+            self.scratch,
+            deflate,
+            self.deflate_min_size,
+        );
         if !session.dirty {
             session.dirty = true;
             self.dirty.push(to);

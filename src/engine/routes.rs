@@ -30,6 +30,8 @@ pub enum Route<'a> {
         endpoint: Endpoint,
         key: &'a [u8],
         query: Option<&'a str>,
+        /// `Sec-WebSocket-Extensions`: the client's offers, if any.
+        extensions: Option<&'a [u8]>,
     },
     Serve {
         page: Page,
@@ -130,6 +132,7 @@ fn upgrade<'a>(req: &Request<'a>, endpoint: Endpoint, allowed_origins: &[String]
         endpoint,
         key,
         query: req.query,
+        extensions: req.sec_websocket_extensions,
     }
 }
 
@@ -173,6 +176,7 @@ mod tests {
             websocket_upgrade: false,
             sec_websocket_key: None,
             sec_websocket_version: None,
+            sec_websocket_extensions: None,
             origin: None,
             content_length: 0,
             chunked: false,

@@ -27,6 +27,9 @@ pub(super) enum Phase {
     /// An open WebSocket session.
     Open {
         endpoint: Endpoint,
+        /// permessage-deflate was negotiated: the window (bits) our
+        /// compressed messages may use. One byte: the codec is the loop's.
+        deflate: Option<u8>,
         ws: WsState,
         /// When bytes last arrived (the idle timer counts from here).
         last_heard_ms: u64,
@@ -177,13 +180,34 @@ impl Session {
         }
     }
 
-    /// Http → Open: the handshake was answered with 101.
-    pub(super) fn open(&mut self, endpoint: Endpoint, max_message_size: usize, now_ms: u64) {
+    /// Http → Open: the handshake was answered with 101 (with
+    /// permessage-deflate when `deflate` is Some: our window, in bits).
+    pub(super) fn open(
+        &mut self,
+        endpoint: Endpoint,
+        max_message_size: usize,
+        deflate: Option<u8>,
+        now_ms: u64,
+    ) {
+        let mut ws = WsState::new(max_message_size);
+        if deflate.is_some() {
+            ws.decoder.allow_compressed();
+        }
         self.phase = Phase::Open {
             endpoint,
-            ws: WsState::new(max_message_size),
+            deflate,
+            ws,
             last_heard_ms: now_ms,
         };
+    }
+
+    /// The window our compressed messages may use, if this session
+    /// negotiated permessage-deflate and is open.
+    pub(super) fn deflate(&self) -> Option<u8> {
+        match self.phase {
+            Phase::Open { deflate, .. } => deflate,
+            _ => None,
+        }
     }
 
     /// Open: bytes arrived.

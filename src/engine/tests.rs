@@ -3,6 +3,7 @@
 //! proven here, in microseconds and without a socket.
 
 use super::*;
+use crate::ws::encode;
 use crate::ws::{CloseCode, Decoder, Message, Role};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -206,6 +207,17 @@ impl Harness {
                 Message::Ping(_) => Frame::Ping,
                 Message::Pong(_) => panic!("the server sent a pong unasked"),
                 Message::Close(code, _) => Frame::Close(code.map(CloseCode::as_u16)),
+                Message::Compressed { text, data } => {
+                    let mut out = Vec::new();
+                    crate::ws::deflate::Codec::default()
+                        .inflate(data, usize::MAX / 2, &mut out)
+                        .expect("valid compressed data from the server");
+                    if text {
+                        Frame::Text(String::from_utf8(out).unwrap())
+                    } else {
+                        Frame::Binary(out)
+                    }
+                }
             });
         }
         assert_eq!(pos, raw.len(), "a partial frame from the server");

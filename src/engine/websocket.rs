@@ -11,8 +11,9 @@
 use super::ending::Ending;
 use super::routes::Endpoint;
 use super::session::Phase;
-use super::{duration_ms, ConnId, Engine};
-use crate::ws::{encode, Message, OpCode};
+use super::{duration_ms, ConnId, Engine, KEPT_INFLATED};
+use crate::ws::deflate::InflateError;
+use crate::ws::{encode, utf8, Message, OpCode, ProtocolError};
 
 impl Engine {
     /// Decodes frames from `buf`; returns the bytes used.
@@ -100,8 +101,42 @@ impl Engine {
             }
             Message::Text(payload) => self.echo(id, OpCode::Text, payload),
             Message::Binary(payload) => self.echo(id, OpCode::Binary, payload),
+            Message::Compressed { text, data } => {
+                return self.on_compressed(id, endpoint, text, data)
+            }
         }
         true
+    }
+
+    /// Inflates a compressed message (never past `--max-message-size`:
+    /// 1009 as soon as it would be), checks text is UTF-8 (1007), then
+    /// handles it like an uncompressed one.
+    fn on_compressed(&mut self, id: ConnId, endpoint: Endpoint, text: bool, data: &[u8]) -> bool {
+        let mut inflated = std::mem::take(&mut self.inflated);
+        let fault = match self
+            .codec
+            .inflate(data, self.config.max_message_size, &mut inflated)
+        {
+            Err(InflateError::TooBig) => Some(ProtocolError::InflatedTooBig),
+            Err(InflateError::Corrupt) => Some(ProtocolError::BadDeflate),
+            Ok(()) if text && !utf8::is_valid(&inflated) => Some(ProtocolError::BadUtf8),
+            Ok(()) => None,
+        };
+        let go_on = match fault {
+            Some(e) => {
+                log::debug!("connection {id}: {e} ({})", e.close_code());
+                self.fail(id, Ending::Protocol(e));
+                false
+            }
+            None if text => self.on_message(id, Some(endpoint), Message::Text(&inflated)),
+            None => self.on_message(id, Some(endpoint), Message::Binary(&inflated)),
+        };
+        inflated.clear();
+        if inflated.capacity() > KEPT_INFLATED {
+            inflated.shrink_to(KEPT_INFLATED);
+        }
+        self.inflated = inflated;
+        go_on
     }
 
     fn echo(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) {

@@ -60,6 +60,11 @@ pub struct Request<'a> {
     /// The `Sec-WebSocket-Version` header's raw value; an upgrade with
     /// anything but `13` is answered 426 (RFC 6455 §4.4).
     pub sec_websocket_version: Option<&'a [u8]>,
+    /// The first `Sec-WebSocket-Extensions` header's value (RFC 6455
+    /// §9.1): the extensions a client offers, e.g. permessage-deflate.
+    /// Clients send their offers on one line; offers on a further line
+    /// are not read (so not accepted, which is always allowed).
+    pub sec_websocket_extensions: Option<&'a [u8]>,
     /// The `Origin` header's raw value, checked against
     /// `--allowed-origins` when that list is not empty (403 otherwise).
     pub origin: Option<&'a [u8]>,
@@ -156,6 +161,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
     let mut sec_websocket_key = None;
     let mut sec_websocket_version = None;
     let mut origin = None;
+    let mut sec_websocket_extensions = None;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
 
@@ -192,6 +198,8 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
             set_once(&mut sec_websocket_version, h.value)?;
         } else if name.eq_ignore_ascii_case(b"origin") {
             origin.get_or_insert(trim_ows(h.value));
+        } else if name.eq_ignore_ascii_case(b"sec-websocket-extensions") {
+            sec_websocket_extensions.get_or_insert(trim_ows(h.value));
         }
     }
 
@@ -213,6 +221,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<Request<'_>>,
         websocket_upgrade: upgrade_websocket && conn_upgrade,
         sec_websocket_key,
         sec_websocket_version,
+        sec_websocket_extensions,
         origin,
         content_length: content_length.unwrap_or(0),
         chunked,
@@ -325,6 +334,7 @@ mod tests {
                 websocket_upgrade: false,
                 sec_websocket_key: None,
                 sec_websocket_version: None,
+                sec_websocket_extensions: None,
                 origin: None,
                 content_length: 0,
                 chunked: false,

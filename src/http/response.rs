@@ -241,7 +241,11 @@ pub(crate) fn write_error(out: &mut Vec<u8>, status: Status, connection: Connect
 
 /// Appends the 101 response completing a WebSocket handshake. (A 1xx
 /// response has no body and must not carry `Content-Length`.)
-pub(crate) fn write_switching_protocols(out: &mut Vec<u8>, accept_key: &str) {
+pub(crate) fn write_switching_protocols(
+    out: &mut Vec<u8>,
+    accept_key: &str,
+    deflate: Option<crate::ws::extension::Agreement>,
+) {
     out.extend_from_slice(Status::SwitchingProtocols.status_line());
     out.extend_from_slice(
         b"Upgrade: websocket\r\n\
@@ -249,7 +253,11 @@ pub(crate) fn write_switching_protocols(out: &mut Vec<u8>, accept_key: &str) {
           Sec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept_key.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(b"\r\n");
+    if let Some(agreed) = deflate {
+        crate::ws::extension::write_response(out, agreed);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `n` in decimal, written into the end of `buf` (u64::MAX has 20 digits).
@@ -407,7 +415,7 @@ mod tests {
     #[test]
     fn switching_protocols() {
         let mut out = Vec::new();
-        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        write_switching_protocols(&mut out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\

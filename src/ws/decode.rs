@@ -54,8 +54,8 @@
 
 use super::close::parse_close_payload;
 use super::error::ProtocolError;
-use super::mask::apply_mask;
-use super::utf8::Utf8Validator;
+use super::mask::{apply_mask, unmask_is_ascii};
+use super::utf8::{self, Utf8Validator};
 use super::{CloseCode, OpCode};
 
 /// Which side of the connection we are; decides the masking rule.
@@ -81,6 +81,16 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// A valid close frame: code (None when the payload was empty) and reason.
     Close(Option<CloseCode>, &'a str),
+    /// A whole permessage-deflate message (RSV1 on its first frame, only
+    /// when [`Decoder::allow_compressed`] was called): its still compressed
+    /// data, not yet checked in any way. `text` messages must be checked to
+    /// be UTF-8 once inflated.
+    Compressed {
+        /// A text message (else binary).
+        text: bool,
+        /// The compressed data of all its frames, joined.
+        data: &'a [u8],
+    },
 }
 
 /// Per-connection decoder state. Kept small: it lives in every connection
@@ -107,6 +117,11 @@ pub struct Decoder {
     frame_fin: bool,
     /// The last event was a slice of `message`: clear it on the next call.
     delivered: bool,
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    compression: bool,
+    /// The message being reassembled is compressed (its UTF-8 is checked
+    /// after inflating, not here).
+    message_compressed: bool,
 }
 
 /// `len` bytes of `buf` from `start`, if they are all there.
@@ -134,7 +149,16 @@ impl Decoder {
             in_frame: false,
             frame_fin: false,
             delivered: false,
+            compression: false,
+            message_compressed: false,
         }
+    }
+
+    /// permessage-deflate was negotiated (RFC 7692): RSV1 on the first
+    /// frame of a data message now marks it compressed, delivered as
+    /// [`Message::Compressed`]. RSV1 anywhere else is still 1002.
+    pub fn allow_compressed(&mut self) {
+        self.compression = true;
     }
 
     /// Decodes what it can from the start of `input`, unmasking in place.
@@ -156,6 +180,18 @@ impl Decoder {
             self.delivered = false;
             message.clear();
         }
+        if let Some((text, len, mask)) = self.short_frame(input) {
+            let payload = sub(input, 6, len).ok_or(ProtocolError::Internal)?;
+            let ascii = unmask_is_ascii(payload, mask);
+            let payload: &'a [u8] = payload;
+            if !text {
+                return Ok((6 + len, Some(Message::Binary(payload))));
+            }
+            if !ascii && !utf8::is_valid(payload) {
+                return Err(ProtocolError::BadUtf8);
+            }
+            return Ok((6 + len, Some(Message::Text(payload))));
+        }
         let mut pos = 0usize;
         loop {
             if self.in_frame {
@@ -167,7 +203,10 @@ impl Decoder {
                     apply_mask(chunk, self.mask, self.mask_pos.into());
                     self.mask_pos = ((usize::from(self.mask_pos) + take) & 3) as u8;
                 }
-                if self.message_op == Some(OpCode::Text) && self.utf8.feed(chunk).is_err() {
+                if self.message_op == Some(OpCode::Text)
+                    && !self.message_compressed
+                    && self.utf8.feed(chunk).is_err()
+                {
                     return Err(ProtocolError::BadUtf8);
                 }
                 message.extend_from_slice(chunk);
@@ -183,6 +222,16 @@ impl Decoder {
                 // The message is complete.
                 let op = self.message_op.take();
                 self.delivered = true;
+                if self.message_compressed {
+                    let text = op == Some(OpCode::Text);
+                    return Ok((
+                        pos,
+                        Some(Message::Compressed {
+                            text,
+                            data: message,
+                        }),
+                    ));
+                }
                 let msg = match op {
                     Some(OpCode::Text) => {
                         if !self.utf8.is_complete() {
@@ -201,10 +250,17 @@ impl Decoder {
             let Some(&b0) = header.first() else {
                 return Ok((pos, None));
             };
-            if b0 & 0x70 != 0 {
+            if b0 & 0x30 != 0 {
                 return Err(ProtocolError::ReservedBits);
             }
             let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::UnknownOpcode)?;
+            // RSV1: a compressed message, only on a data message's first
+            // frame and only once negotiated (RFC 7692 §6.1).
+            let compressed = b0 & 0x40 != 0;
+            if compressed && !(self.compression && matches!(opcode, OpCode::Text | OpCode::Binary))
+            {
+                return Err(ProtocolError::ReservedBits);
+            }
             let fin = b0 & 0x80 != 0;
             let control = opcode.is_control();
             if control && !fin {
@@ -290,12 +346,19 @@ impl Decoder {
             if fin && opcode != OpCode::Continuation && avail >= len {
                 // Unfragmented and all here: zero copy.
                 let payload = sub(input, start, len).ok_or(ProtocolError::Internal)?;
-                if masked {
-                    apply_mask(payload, mask, 0);
-                }
+                // Unmasking tells, for free, whether it is all ASCII: then
+                // it is UTF-8 without a further pass.
+                let ascii = masked && unmask_is_ascii(payload, mask);
                 let payload: &'a [u8] = payload;
-                let msg = if opcode == OpCode::Text {
-                    std::str::from_utf8(payload).map_err(|_| ProtocolError::BadUtf8)?;
+                let msg = if compressed {
+                    Message::Compressed {
+                        text: opcode == OpCode::Text,
+                        data: payload,
+                    }
+                } else if opcode == OpCode::Text {
+                    if !ascii && !utf8::is_valid(payload) {
+                        return Err(ProtocolError::BadUtf8);
+                    }
                     Message::Text(payload)
                 } else {
                     Message::Binary(payload)
@@ -305,6 +368,7 @@ impl Decoder {
             // Fragmented, or split across reads: stream into `message`.
             if opcode != OpCode::Continuation {
                 self.message_op = Some(opcode);
+                self.message_compressed = compressed;
                 self.utf8.reset();
                 message.clear();
             }
@@ -315,6 +379,32 @@ impl Decoder {
             self.in_frame = true;
             pos = start;
         }
+    }
+
+    /// The common case in few instructions: between messages, a whole
+    /// masked, final, uncompressed text or binary frame of under 126 bytes
+    /// (a 6-byte header) lies at the start of `input`: whether it is text,
+    /// its length and its mask. None: anything else (the general path
+    /// decides it, with the same rules).
+    #[inline]
+    fn short_frame(&self, input: &[u8]) -> Option<(bool, usize, [u8; 4])> {
+        if self.in_frame || self.message_op.is_some() || self.role != Role::Server {
+            return None;
+        }
+        let [b0, b1, m0, m1, m2, m3, rest @ ..] = input else {
+            return None;
+        };
+        // FIN, no RSV bit, opcode 1 or 2; MASK set, length 0..=125.
+        let text = match *b0 {
+            0x81 => true,
+            0x82 => false,
+            _ => return None,
+        };
+        let len = usize::from(*b1 ^ 0x80);
+        if len > 125 || len > self.max_message_size || len > rest.len() {
+            return None;
+        }
+        Some((text, len, [*m0, *m1, *m2, *m3]))
     }
 
     /// True while a fragmented or split message is being reassembled (the
@@ -340,6 +430,7 @@ mod tests {
         Ping(Vec<u8>),
         Pong(Vec<u8>),
         Close(Option<u16>, String),
+        Compressed(bool, Vec<u8>),
         Fail(u16),
     }
 
@@ -353,6 +444,7 @@ mod tests {
             Message::Ping(p) => Ev::Ping(p.to_vec()),
             Message::Pong(p) => Ev::Pong(p.to_vec()),
             Message::Close(c, r) => Ev::Close(c.map(CloseCode::as_u16), r.to_string()),
+            Message::Compressed { text, data } => Ev::Compressed(text, data.to_vec()),
         }
     }
 

@@ -59,8 +59,30 @@ pub fn write_raw_frame(
     }
 }
 
+/// RSV1: the frame starts a compressed message (RFC 7692 §6).
+pub(crate) const RSV1: u8 = 0x40;
+
+/// Appends one unmasked, final frame carrying a whole compressed message
+/// (RSV1 set).
+pub fn write_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, data: &[u8]) {
+    let (mut h, n) = frame_header(opcode, true, data.len(), None);
+    h[0] |= RSV1;
+    out.reserve(n + data.len());
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(data);
+}
+
 /// Appends one unmasked, final frame.
+///
+/// The echo and relay path: a short payload (under 126 bytes, a 2-byte
+/// header) skips building the general 14-byte header.
+#[inline]
 pub fn write_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    if payload.len() < 126 {
+        out.extend_from_slice(&[0x80 | opcode as u8, payload.len() as u8]);
+        out.extend_from_slice(payload);
+        return;
+    }
     write_raw_frame(out, opcode, true, payload, None);
 }
 

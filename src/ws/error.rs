@@ -10,7 +10,8 @@ use std::fmt;
 /// Why a WebSocket connection must be failed (RFC 6455 §7.1.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// RSV1-3 set: no extension was negotiated.
+    /// RSV2 or RSV3 set, or RSV1 where permessage-deflate does not allow
+    /// it (not negotiated, a continuation or a control frame).
     ReservedBits,
     /// An opcode RFC 6455 does not define.
     UnknownOpcode,
@@ -32,6 +33,11 @@ pub enum ProtocolError {
     TooBig,
     /// A text message that is not UTF-8 (§8.1).
     BadUtf8,
+    /// A compressed message that inflates past the size limit, found
+    /// while inflating (RFC 7692 §8.1: a decompression bomb).
+    InflatedTooBig,
+    /// A compressed message that is not a valid deflate stream.
+    BadDeflate,
     /// A close payload of one byte: a code needs two (§5.5.1).
     ShortClosePayload,
     /// A close code a peer may not send (§7.4).
@@ -47,10 +53,10 @@ impl ProtocolError {
     /// The code the close frame carries.
     pub fn close_code(self) -> CloseCode {
         match self {
-            ProtocolError::TooBig => CloseCode::MESSAGE_TOO_BIG,
-            ProtocolError::BadUtf8 | ProtocolError::CloseReasonNotUtf8 => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            ProtocolError::TooBig | ProtocolError::InflatedTooBig => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::BadUtf8
+            | ProtocolError::CloseReasonNotUtf8
+            | ProtocolError::BadDeflate => CloseCode::INVALID_PAYLOAD,
             ProtocolError::Internal => CloseCode::INTERNAL_ERROR,
             ProtocolError::ReservedBits
             | ProtocolError::UnknownOpcode
@@ -81,6 +87,8 @@ impl ProtocolError {
             ProtocolError::LengthTopBit => "frame length top bit set",
             ProtocolError::TooBig => "message too big",
             ProtocolError::BadUtf8 => "invalid UTF-8 in text message",
+            ProtocolError::InflatedTooBig => "message too big once inflated",
+            ProtocolError::BadDeflate => "invalid compressed data",
             ProtocolError::ShortClosePayload => "close payload of 1 byte",
             ProtocolError::InvalidCloseCode => "invalid close code",
             ProtocolError::CloseReasonNotUtf8 => "close reason is not UTF-8",
@@ -124,6 +132,8 @@ mod tests {
             (LengthTopBit, 1002, "frame length top bit set"),
             (TooBig, 1009, "message too big"),
             (BadUtf8, 1007, "invalid UTF-8 in text message"),
+            (InflatedTooBig, 1009, "message too big once inflated"),
+            (BadDeflate, 1007, "invalid compressed data"),
             (ShortClosePayload, 1002, "close payload of 1 byte"),
             (InvalidCloseCode, 1002, "invalid close code"),
             (CloseReasonNotUtf8, 1007, "close reason is not UTF-8"),

@@ -6,8 +6,10 @@
 
 mod close;
 mod decode;
+pub mod deflate;
 pub mod encode;
 mod error;
+pub mod extension;
 pub mod handshake;
 pub mod mask;
 pub mod utf8;

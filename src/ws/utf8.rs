@@ -6,6 +6,12 @@
 //! They are completed byte by byte on the next feed, so an impossible
 //! continuation (`F4 90`, `ED A0`, `F0 8F`, ...) fails at that very byte.
 
+/// True when `bytes` is UTF-8: a whole message, checked at once (an
+/// inflated message, which arrives whole).
+pub fn is_valid(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok()
+}
+
 /// Streaming validator. Small: it lives in every connection's decoder
 /// (4 bytes: the incomplete tail of the last feed and its length).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

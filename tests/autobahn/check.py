@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Judges a kosoku (Autobahn|Testsuite) run from its index.json.
 
-Every case must be OK. Only 7.1.6, 7.13.1 and 7.13.2, informational by
-design, may say INFORMATIONAL; 12.* and 13.* (compression) are not run.
-Prints the counts and a closing 'N passed, M failed' line; exits 1 on any
-failure or when no case ran.
+Every case must be OK: NON-STRICT, UNIMPLEMENTED, FAILED, ERROR and a
+missing verdict all fail. Only 7.1.6, 7.13.1 and 7.13.2, informational by
+design, may say INFORMATIONAL. 12.* and 13.* (permessage-deflate) are
+judged like the rest. Prints the counts and a closing 'N passed, M failed'
+line; exits 1 on any failure, or when fewer cases ran than the optional
+second argument says.
 """
 import collections
 import json
@@ -17,7 +19,7 @@ def case_key(case_id):
     return tuple(int(p) for p in case_id.split("."))
 
 
-def main(path):
+def main(path, expected=0):
     with open(path) as f:
         index = json.load(f)
     # Autobahn's layout: {agent: {case_id: {"behavior": ..., "behaviorClose": ...}}}
@@ -45,9 +47,12 @@ def main(path):
     if not cases:
         print("autobahn: no case ran")
         return 1
+    if len(cases) < expected:
+        print(f"autobahn: only {len(cases)} cases ran, expected {expected}")
+        return 1
     print(f"autobahn: {len(cases) - len(bad)} passed, {len(bad)} failed")
     return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))

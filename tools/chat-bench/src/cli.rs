@@ -81,6 +81,10 @@ pub struct IdleArgs {
     /// Seconds to hold the connections after pinging, before the last RSS reading.
     #[arg(long, default_value_t = 5.0)]
     pub hold: f64,
+    /// Offer permessage-deflate as a browser does (the server accepts it
+    /// unless run with --deflate off): idle compressed sessions.
+    #[arg(long)]
+    pub offer_deflate: bool,
     #[command(flatten)]
     pub net: NetArgs,
 }

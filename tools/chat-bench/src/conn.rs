@@ -137,9 +137,12 @@ pub fn new_key(rng: &mut Rng) -> String {
 
 /// The upgrade request for `target` with Sec-WebSocket-Key `key`.
 pub fn handshake_request(target: &Target, key: &str) -> String {
+    let extensions = target.extensions.map_or(String::new(), |e| {
+        format!("Sec-WebSocket-Extensions: {e}\r\n")
+    });
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+         Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n",
         target.path, target.host, key
     )
 }

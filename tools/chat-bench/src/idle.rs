@@ -34,7 +34,10 @@ impl Handler for IdleApp {
 }
 
 pub fn run(a: IdleArgs) -> Result<serde_json::Value, String> {
-    let target = parse_url(&a.url)?;
+    let mut target = parse_url(&a.url)?;
+    if a.offer_deflate {
+        target.extensions = Some("permessage-deflate; client_max_window_bits");
+    }
     check_fds(a.connections)?;
     let rss = |when: &str| -> Result<Option<u64>, String> {
         match a.pid {

@@ -24,6 +24,9 @@ pub struct Target {
     pub path: String,
     /// `wss://`: TLS (`tls.rs`).
     pub tls: bool,
+    /// A `Sec-WebSocket-Extensions` offer sent with every upgrade (idle
+    /// `--offer-deflate`: the server then holds compressed sessions).
+    pub extensions: Option<&'static str>,
 }
 
 pub fn parse_url(url: &str) -> Result<Target, String> {
@@ -61,6 +64,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         host: hostport.to_string(),
         path: path.to_string(),
         tls,
+        extensions: None,
     })
 }
 

@@ -118,7 +118,9 @@ impl Slot {
                         Message::Text(d) => Got::Data(false, d.to_vec()),
                         Message::Binary(d) => Got::Data(true, d.to_vec()),
                         Message::Ping(d) => Got::Ping(d.to_vec()),
-                        Message::Pong(_) => continue,
+                        // Pongs do not matter; compression is never
+                        // offered, so never delivered.
+                        Message::Pong(_) | Message::Compressed { .. } => continue,
                         Message::Close(code, _) => Got::Close(code.map(CloseCode::as_u16)),
                     });
                     if let Some(Got::Close(_)) = got.last() {
