@@ -22,6 +22,7 @@
 mod error;
 pub mod pairing;
 pub mod protocol;
+mod safety;
 #[cfg(test)]
 mod tests;
 pub mod video;
