@@ -66,6 +66,8 @@ const browser = await chromium.launch({
 });
 const desk = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+// The 18+ notice was accepted before (tests/browser/safety.spec.mjs shows it).
+for (const c of [desk, phone]) await c.addInitScript(() => { try { localStorage.setItem('chat.agreed18', '1'); } catch (e) {} });
 const a = await desk.newPage();
 const b = await phone.newPage();
 for (const [name, p] of [['A', a], ['B', b]]) {
