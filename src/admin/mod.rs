@@ -24,7 +24,7 @@ use crate::safety::SafetyHandle;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use routes::{handle, Answer};
 
@@ -84,10 +84,10 @@ pub fn spawn(addr: SocketAddr, token: String, safety: SafetyHandle) -> io::Resul
 }
 
 fn serve(mut stream: TcpStream, token: &str, safety: &SafetyHandle) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     let peer = stream.peer_addr().ok();
-    let answer = match read_request(&mut stream)? {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let answer = match read_request(&mut stream, deadline)? {
         Ok((head, body)) => {
             let now_ms = crate::sys::unix_now_s().saturating_mul(1000);
             routes::answer(&head, &body, token, safety, now_ms)
@@ -103,7 +103,9 @@ fn serve(mut stream: TcpStream, token: &str, safety: &SafetyHandle) -> io::Resul
 /// A request's head and body, or the answer refusing it.
 type Request = Result<(Vec<u8>, Vec<u8>), Answer>;
 
-fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
+/// Reads until the request is whole or `deadline` passes (the whole
+/// request, not each read: a client dribbling bytes cannot hold the door).
+fn read_request(stream: &mut TcpStream, deadline: Instant) -> io::Result<Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let head_len = loop {
@@ -113,7 +115,7 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
         if buf.len() > MAX_HEAD {
             return Ok(Err(Answer::error(431, "request head over 8 KiB")));
         }
-        let n = stream.read(&mut chunk)?;
+        let n = read_by(stream, &mut chunk, deadline)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -127,7 +129,7 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
         return Ok(Err(Answer::error(413, "request body over 16 KiB")));
     }
     while buf.len() < head_len + length {
-        let n = stream.read(&mut chunk)?;
+        let n = read_by(stream, &mut chunk, deadline)?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -139,6 +141,15 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Request> {
         .to_vec();
     buf.truncate(head_len);
     Ok(Ok((buf, body)))
+}
+
+fn read_by(stream: &mut TcpStream, chunk: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::ErrorKind::TimedOut.into());
+    }
+    stream.set_read_timeout(Some(left))?;
+    stream.read(chunk)
 }
 
 fn find_head_end(buf: &[u8]) -> Option<usize> {

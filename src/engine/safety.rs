@@ -19,10 +19,12 @@ use super::ending::Ending;
 use super::{ConnId, Engine};
 use crate::chat::{protocol, ServerMsg};
 use crate::http::response::{self, Connection, Status};
+use crate::safety::limits::CONNECTIONS_RETRY_AFTER_S;
 use crate::ws::{encode, OpCode};
 use std::net::IpAddr;
 
 /// A connection's addresses, kept beside its session.
+/// 36 bytes (`IpAddr` is 17 bytes, byte-aligned).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct ConnAddr {
     /// The TCP peer.
@@ -31,9 +33,8 @@ pub(super) struct ConnAddr {
     client: IpAddr,
     /// Counted toward the per-address connection limit under `client`.
     counted: bool,
-    /// Over the connection limit at accept: its first request gets 429
-    /// with this `Retry-After`.
-    over: Option<u64>,
+    /// Over the connection limit at accept: its first request gets 429.
+    over: bool,
 }
 
 /// How often stale per-address entries, expired blocks and bans go.
@@ -51,11 +52,11 @@ impl Engine {
         let peer = crate::safety::addr::canonical(peer);
         let proxied = crate::safety::addr::is_trusted(peer, self.safety.trusted());
         let (counted, over) = if proxied {
-            (false, None)
+            (false, false)
         } else {
             match self.safety.open_connection(peer, self.unix_ms()) {
-                Ok(counted) => (counted, None),
-                Err(retry) => (false, Some(retry)),
+                Ok(counted) => (counted, false),
+                Err(_) => (false, true),
             }
         };
         if self.addrs.len() <= id {
@@ -94,7 +95,7 @@ impl Engine {
         self.addrs
             .get(id)
             .and_then(|a| a.as_ref())
-            .and_then(|a| a.over)
+            .and_then(|a| a.over.then_some(CONNECTIONS_RETRY_AFTER_S))
     }
 
     /// A WebSocket upgrade with request head `head`: resolves the client

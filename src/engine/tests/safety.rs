@@ -95,3 +95,11 @@ fn over_the_per_address_connection_limit_the_request_gets_429_and_a_close() {
     );
     assert!(h.take_raw(third).starts_with(b"HTTP/1.1 200 "));
 }
+
+/// What the safety hooks add to every connection, whatever its kind.
+#[test]
+fn a_connections_addresses_take_at_most_40_bytes() {
+    let size = std::mem::size_of::<Option<crate::engine::safety::ConnAddr>>();
+    println!("size_of::<Option<ConnAddr>>() = {size}");
+    assert!(size <= 40, "{size}");
+}
