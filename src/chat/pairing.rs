@@ -20,7 +20,10 @@
 //! O(k · log n) plus k hash lookups of the tag strings. Searching never
 //! scans: in any of these maps at most two entries can be unacceptable
 //! (the searcher itself and its previous stranger), so the answer is among
-//! the first three.
+//! the first three. Blocks (`chat::safety`) add one step per queued client
+//! whose address is blocked with the searcher's, skipped in place so
+//! everyone else keeps their turn; at most 1,000 such steps per map, and
+//! none at all (one atomic load) while no block is in force.
 //!
 //! Interest waits all have the same length, so their deadlines expire in
 //! the order they were set: a `VecDeque` of `(deadline, id, wait_gen)`
