@@ -339,6 +339,14 @@ fn run_admin(args: AdminArgs) -> ExitCode {
     }
 }
 
+/// Listening beyond loopback with both per-address limits off: worth one
+/// warning at start (they are off by default, PROTOCOL.md).
+fn unprotected(config: &Config) -> bool {
+    !config.listen.ip().is_loopback()
+        && config.safety.max_connections_per_ip == 0
+        && config.safety.sessions_per_minute_per_ip == 0
+}
+
 /// The admin door's token, when `--admin-listen` is given; `Err` (exit 2)
 /// for one flag without the other or a token file that is not private.
 fn admin_token(cli: &Cli) -> Result<Option<String>, String> {
@@ -392,9 +400,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let unprotected = !config.listen.ip().is_loopback()
-        && config.safety.max_connections_per_ip == 0
-        && config.safety.sessions_per_minute_per_ip == 0;
+    let unprotected = unprotected(&config);
     let has_secret = config.turn_secret.is_some();
     let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
     let listen = config.listen;
@@ -550,6 +556,46 @@ mod tests {
         assert!(turn_secret_file(empty.to_str().unwrap()).is_err());
         assert!(turn_secret_file(dir.join("missing").to_str().unwrap()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_public_address_without_limits_is_warned_about() {
+        assert!(!unprotected(&parse(&[]).into_config()));
+        assert!(unprotected(
+            &parse(&["--listen", "0.0.0.0:10000"]).into_config()
+        ));
+        assert!(unprotected(
+            &parse(&["--listen", "[::]:10000"]).into_config()
+        ));
+        assert!(!unprotected(
+            &parse(&[
+                "--listen",
+                "0.0.0.0:10000",
+                "--max-connections-per-ip",
+                "64"
+            ])
+            .into_config()
+        ));
+        assert!(!unprotected(
+            &parse(&[
+                "--listen",
+                "0.0.0.0:10000",
+                "--sessions-per-minute-per-ip",
+                "60"
+            ])
+            .into_config()
+        ));
+    }
+
+    #[test]
+    fn the_admin_options_go_together() {
+        assert_eq!(admin_token(&parse(&[])), Ok(None));
+        assert!(admin_token(&parse(&["--admin-listen", "127.0.0.1:1"]))
+            .unwrap_err()
+            .contains("--admin-token-file"));
+        assert!(admin_token(&parse(&["--admin-token-file", "/nonexistent"]))
+            .unwrap_err()
+            .contains("--admin-listen"));
     }
 
     #[test]
