@@ -5,6 +5,7 @@
 //! `main.rs`, so `--help` and a `Config` built in code cannot disagree.
 
 use crate::chat::TurnSecret;
+use crate::safety::SafetyConfig;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -34,6 +35,31 @@ pub const DEFAULT_DEFLATE: bool = true;
 pub const DEFAULT_DEFLATE_MIN_SIZE: usize = 1024;
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
+
+/// `--max-connections-per-ip`: off (PROTOCOL.md; 64 recommended in public).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 0;
+/// `--sessions-per-minute-per-ip`: off (60 recommended in public).
+pub const DEFAULT_SESSIONS_PER_MINUTE_PER_IP: u32 = 0;
+/// `--block-hours`: how long a block keeps two addresses apart.
+pub const DEFAULT_BLOCK_HOURS: u64 = 24;
+/// `--auto-ban-reporters`: distinct reporters within 10 minutes that ban.
+pub const DEFAULT_AUTO_BAN_REPORTERS: u32 = 3;
+/// `--auto-ban-minutes`: how long an automatic ban lasts.
+pub const DEFAULT_AUTO_BAN_MINUTES: u64 = 60;
+/// `GET /rules` without `--rules-file`.
+pub const DEFAULT_RULES: &str = "\
+You must be 18 or older to use this chat.
+
+- Be respectful. No harassment, hate or threats.
+- No nudity or sexual content.
+- No spam, advertising or links to scams.
+- Do not share personal information: yours or anyone else's.
+- Anyone under 18 is reported and banned.
+
+Use Report if a stranger breaks these rules: the last messages of the
+conversation go to the operator with your report, and people reported by
+several others are banned. Use Block to never meet someone again.
+";
 
 /// Everything the engine and its driver need to know from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +104,11 @@ pub struct Config {
     /// `--deflate-min-size`: messages shorter than this are sent
     /// uncompressed even on a compressed session.
     pub deflate_min_size: usize,
+    /// Client addresses, per-address limits, blocks, reports, bans, the
+    /// word list (`safety`).
+    pub safety: SafetyConfig,
+    /// `--rules-file`'s content for `GET /rules` (None: [`DEFAULT_RULES`]).
+    pub rules: Option<String>,
 }
 
 impl Default for Config {
@@ -101,6 +132,8 @@ impl Default for Config {
             turn_ttl: DEFAULT_TURN_TTL,
             deflate: DEFAULT_DEFLATE,
             deflate_min_size: DEFAULT_DEFLATE_MIN_SIZE,
+            safety: SafetyConfig::default(),
+            rules: None,
         }
     }
 }

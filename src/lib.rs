@@ -13,10 +13,12 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod chat;
 pub mod config;
 mod engine;
 pub mod http;
+pub mod safety;
 pub mod server;
 pub mod sys;
 pub mod ws;

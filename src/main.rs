@@ -3,11 +3,15 @@
 use chat::chat::video::check_ice_url;
 use chat::chat::TurnSecret;
 use chat::config::{
-    parse_busy_poll, parse_duration, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_TURN_TTL,
+    parse_busy_poll, parse_duration, DEFAULT_AUTO_BAN_MINUTES, DEFAULT_AUTO_BAN_REPORTERS,
+    DEFAULT_BLOCK_HOURS, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_SESSIONS_PER_MINUTE_PER_IP,
+    DEFAULT_TURN_TTL,
 };
 use chat::config::{DEFAULT_DEFLATE, DEFAULT_DEFLATE_MIN_SIZE};
+use chat::safety::addr::Cidr;
+use chat::safety::{SafetyConfig, SafetyHandle};
 use chat::server::{Config, Server, TlsAcceptor, TlsFiles};
 use clap::Parser;
 use log::{info, warn};
@@ -112,6 +116,121 @@ struct Cli {
     #[arg(long, env = "CHAT_DEFLATE_MIN_SIZE", default_value_t = DEFAULT_DEFLATE_MIN_SIZE as u64,
           value_name = "BYTES", value_parser = clap::value_parser!(u64).range(0..=1 << 30))]
     deflate_min_size: u64,
+
+    /// A proxy whose X-Forwarded-For / X-Real-IP is believed (repeatable;
+    /// env: comma-separated): an address or a CIDR range. None by default.
+    #[arg(long, env = "CHAT_TRUST_PROXY", value_name = "CIDR", value_delimiter = ',',
+          value_parser = trust_range)]
+    trust_proxy: Vec<Cidr>,
+
+    /// Open connections from one address (IPv6: one /64) at most; more get
+    /// 429. 0 = off (64 recommended in public).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP,
+          value_name = "N")]
+    max_connections_per_ip: u32,
+
+    /// New WebSocket sessions per minute from one address, in bursts of
+    /// half that; more get 429. 0 = off (60 recommended in public).
+    #[arg(long, env = "CHAT_SESSIONS_PER_MINUTE_PER_IP", default_value_t = DEFAULT_SESSIONS_PER_MINUTE_PER_IP,
+          value_name = "N")]
+    sessions_per_minute_per_ip: u32,
+
+    /// Hours a block (or report) keeps two addresses from being paired.
+    #[arg(long, env = "CHAT_BLOCK_HOURS", default_value_t = DEFAULT_BLOCK_HOURS, value_name = "HOURS",
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    block_hours: u64,
+
+    /// Append every report to this file as one JSON line.
+    #[arg(long, env = "CHAT_REPORT_LOG", value_name = "PATH")]
+    report_log: Option<PathBuf>,
+
+    /// Reports from this many distinct addresses within 10 minutes ban the
+    /// reported address. 0 = no automatic bans.
+    #[arg(long, env = "CHAT_AUTO_BAN_REPORTERS", default_value_t = DEFAULT_AUTO_BAN_REPORTERS,
+          value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    auto_ban_reporters: u32,
+
+    /// How long an automatic ban lasts. 0 = no automatic bans.
+    #[arg(long, env = "CHAT_AUTO_BAN_MINUTES", default_value_t = DEFAULT_AUTO_BAN_MINUTES,
+          value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(0..=5_270_400))]
+    auto_ban_minutes: u64,
+
+    /// Keep bans in this file (JSON lines): loaded at start, rewritten
+    /// atomically on every change.
+    #[arg(long, env = "CHAT_BAN_FILE", value_name = "PATH")]
+    ban_file: Option<PathBuf>,
+
+    /// Words or phrases (one a line) that a chat message may not contain.
+    #[arg(long, env = "CHAT_BLOCKED_WORDS", value_name = "PATH")]
+    blocked_words: Option<PathBuf>,
+
+    /// The rules shown on the page and at GET /rules (plain text). Read at start.
+    #[arg(long, env = "CHAT_RULES_FILE", value_name = "PATH", value_parser = rules_file)]
+    rules_file: Option<String>,
+
+    /// Serve the admin door on this address (needs --admin-token-file).
+    #[arg(long, env = "CHAT_ADMIN_LISTEN", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
+    /// The admin door's bearer token (file readable by its owner only).
+    #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Talk to a running server's admin door.
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// The admin door's address.
+    #[arg(
+        long,
+        env = "CHAT_ADMIN_LISTEN",
+        default_value = "127.0.0.1:10001",
+        value_name = "ADDR"
+    )]
+    admin_listen: SocketAddr,
+
+    /// The token file the server reads.
+    #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    admin_token_file: PathBuf,
+
+    #[command(subcommand)]
+    action: AdminAction,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum AdminAction {
+    /// List the bans in force.
+    Bans,
+    /// Ban an address (203.0.113.7), an IPv6 /64 (2001:db8::1) or a range.
+    Ban {
+        /// Address or CIDR range.
+        address: String,
+        /// How long.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// Why (shown to the banned client).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban by its id.
+    Unban {
+        /// The ban's id.
+        id: u64,
+    },
+    /// List reports (after a report id).
+    Reports {
+        /// Only reports with a larger id.
+        #[arg(long)]
+        after: Option<u64>,
+    },
 }
 
 /// An `on|off` option's value, shown the way it is written.
@@ -161,6 +280,18 @@ impl Cli {
             turn_ttl: self.turn_ttl.0,
             deflate: self.deflate.0,
             deflate_min_size: usize::try_from(self.deflate_min_size).unwrap_or(usize::MAX),
+            safety: SafetyConfig {
+                trust_proxy: self.trust_proxy,
+                max_connections_per_ip: self.max_connections_per_ip,
+                sessions_per_minute_per_ip: self.sessions_per_minute_per_ip,
+                block_hours: self.block_hours,
+                report_log: self.report_log,
+                auto_ban_reporters: self.auto_ban_reporters,
+                auto_ban_minutes: self.auto_ban_minutes,
+                ban_file: self.ban_file,
+                blocked_words: self.blocked_words,
+            },
+            rules: self.rules_file,
             ..Config::default()
         }
     }
@@ -200,6 +331,86 @@ fn turn_secret_file(path: &str) -> Result<TurnSecret, String> {
     TurnSecret::from_file_content(&content).ok_or_else(|| format!("'{path}' is empty"))
 }
 
+fn trust_range(text: &str) -> Result<Cidr, String> {
+    Cidr::parse(text, false)
+}
+
+/// Reads the rules file when the options are parsed.
+fn rules_file(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read '{path}': {e}"))
+}
+
+/// `chat admin …`: one request, the answer printed; exit 0 on 2xx.
+fn run_admin(args: AdminArgs) -> ExitCode {
+    let token = match chat::admin::read_token_file(&args.admin_token_file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (method, path, body) = match &args.action {
+        AdminAction::Bans => ("GET", "/admin/bans".to_string(), None),
+        AdminAction::Ban {
+            address,
+            minutes,
+            reason,
+        } => (
+            "POST",
+            "/admin/bans".to_string(),
+            Some(
+                serde_json::json!({"address": address, "minutes": minutes, "reason": reason})
+                    .to_string(),
+            ),
+        ),
+        AdminAction::Unban { id } => ("DELETE", format!("/admin/bans/{id}"), None),
+        AdminAction::Reports { after } => (
+            "GET",
+            match after {
+                Some(a) => format!("/admin/reports?after={a}"),
+                None => "/admin/reports".to_string(),
+            },
+            None,
+        ),
+    };
+    match chat::admin::client::request(args.admin_listen, &token, method, &path, body.as_deref()) {
+        Ok((status, body)) => {
+            if !body.is_empty() {
+                println!("{}", chat::admin::client::pretty(&body));
+            }
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("chat: the admin door answered {status}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("chat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Listening beyond loopback with both per-address limits off: worth one
+/// warning at start (they are off by default, PROTOCOL.md).
+fn unprotected(config: &Config) -> bool {
+    !config.listen.ip().is_loopback()
+        && config.safety.max_connections_per_ip == 0
+        && config.safety.sessions_per_minute_per_ip == 0
+}
+
+/// The admin door's token, when `--admin-listen` is given; `Err` (exit 2)
+/// for one flag without the other or a token file that is not private.
+fn admin_token(cli: &Cli) -> Result<Option<String>, String> {
+    match (&cli.admin_listen, &cli.admin_token_file) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err("--admin-listen needs --admin-token-file".to_string()),
+        (None, Some(_)) => Err("--admin-token-file is given without --admin-listen".to_string()),
+        (Some(_), Some(path)) => chat::admin::read_token_file(path).map(Some),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -225,6 +436,18 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut cli = cli;
+    if let Some(Command::Admin(args)) = cli.command.take() {
+        return run_admin(args);
+    }
+    let token = match admin_token(&cli) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let admin_listen = cli.admin_listen;
     raise_fd_limit();
 
     // A certificate that does not load stops the start, like any other
@@ -237,10 +460,21 @@ fn main() -> ExitCode {
         }
     };
     let config = cli.into_config();
+    let safety = match SafetyHandle::new(
+        config.safety.clone(),
+        chat::sys::unix_now_s().saturating_mul(1000),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let unprotected = unprotected(&config);
     let has_secret = config.turn_secret.is_some();
     let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
     let listen = config.listen;
-    let mut server = match Server::bind(config) {
+    let mut server = match Server::bind_with_safety(config, safety.clone()) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("chat: cannot listen on {listen}: {e}");
@@ -264,6 +498,22 @@ fn main() -> ExitCode {
         "chat listening on {addr}; open http{scheme}://{page_host}/ \
          (echo: ws{scheme}://{page_host}/echo)"
     );
+    if unprotected {
+        warn!(
+            "listening on {addr} with no per-address limits: in public, pass \
+             --max-connections-per-ip 64 --sessions-per-minute-per-ip 60 (and --trust-proxy \
+             for the proxy in front), see docs/operations.md"
+        );
+    }
+    if let (Some(admin), Some(token)) = (admin_listen, token) {
+        match chat::admin::spawn(admin, token, safety) {
+            Ok(bound) => info!("admin door on {bound}"),
+            Err(e) => {
+                eprintln!("chat: cannot listen on {admin} (admin door): {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if has_secret && !has_turn {
         warn!("--turn-secret-file is set but no --ice-server is a turn: URL");
     }
@@ -323,6 +573,17 @@ mod tests {
             "--turn-ttl=1h",
             "--deflate=off",
             "--deflate-min-size=7",
+            "--trust-proxy=127.0.0.1",
+            "--trust-proxy",
+            "10.0.0.0/8",
+            "--max-connections-per-ip=64",
+            "--sessions-per-minute-per-ip=60",
+            "--block-hours=2",
+            "--report-log=/tmp/r",
+            "--auto-ban-reporters=5",
+            "--auto-ban-minutes=30",
+            "--ban-file=/tmp/b",
+            "--blocked-words=/tmp/w",
         ])
         .into_config();
         let want = Config {
@@ -342,6 +603,20 @@ mod tests {
             turn_ttl: Duration::from_secs(3600),
             deflate: false,
             deflate_min_size: 7,
+            safety: SafetyConfig {
+                trust_proxy: vec![
+                    Cidr::parse("127.0.0.1", false).unwrap(),
+                    Cidr::parse("10.0.0.0/8", false).unwrap(),
+                ],
+                max_connections_per_ip: 64,
+                sessions_per_minute_per_ip: 60,
+                block_hours: 2,
+                report_log: Some("/tmp/r".into()),
+                auto_ban_reporters: 5,
+                auto_ban_minutes: 30,
+                ban_file: Some("/tmp/b".into()),
+                blocked_words: Some("/tmp/w".into()),
+            },
             ..Config::default()
         };
         assert_eq!(config, want);
@@ -363,6 +638,46 @@ mod tests {
         assert!(turn_secret_file(empty.to_str().unwrap()).is_err());
         assert!(turn_secret_file(dir.join("missing").to_str().unwrap()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_public_address_without_limits_is_warned_about() {
+        assert!(!unprotected(&parse(&[]).into_config()));
+        assert!(unprotected(
+            &parse(&["--listen", "0.0.0.0:10000"]).into_config()
+        ));
+        assert!(unprotected(
+            &parse(&["--listen", "[::]:10000"]).into_config()
+        ));
+        assert!(!unprotected(
+            &parse(&[
+                "--listen",
+                "0.0.0.0:10000",
+                "--max-connections-per-ip",
+                "64"
+            ])
+            .into_config()
+        ));
+        assert!(!unprotected(
+            &parse(&[
+                "--listen",
+                "0.0.0.0:10000",
+                "--sessions-per-minute-per-ip",
+                "60"
+            ])
+            .into_config()
+        ));
+    }
+
+    #[test]
+    fn the_admin_options_go_together() {
+        assert_eq!(admin_token(&parse(&[])), Ok(None));
+        assert!(admin_token(&parse(&["--admin-listen", "127.0.0.1:1"]))
+            .unwrap_err()
+            .contains("--admin-token-file"));
+        assert!(admin_token(&parse(&["--admin-token-file", "/nonexistent"]))
+            .unwrap_err()
+            .contains("--admin-listen"));
     }
 
     #[test]

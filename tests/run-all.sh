@@ -5,16 +5,20 @@
 #   1. lint: cargo fmt --check, cargo clippy -D warnings (the whole workspace:
 #      the server and tools/chat-bench)
 #   2. cargo test --workspace: unit, property and integration tests (real
-#      binary, real sockets), chat-bench's unit tests
+#      binary, real sockets; tests/safety.rs: addresses, limits, reports,
+#      bans, the admin door), chat-bench's unit tests
 #   3. Autobahn|Testsuite 1.* to 10.*, 12.*, 13.* against /echo (kosoku),
 #      all OK (3 informational by design); kosoku's case 12 patched by
 #      tests/autobahn/run.sh while it still hashes str; 1.*-10.* again over
 #      wss (chat --tls-cert; socat does the client's TLS for kosoku)
-#   4. real browser: two headless Chromium pages chat (playwright-core); again
-#      over https:// (chat --tls-cert, Chromium accepts the test certificate)
+#   4. real browser: two headless Chromium pages chat (playwright-core); then
+#      the 18+ notice, report, block and the banned message (safety.spec.mjs);
+#      the chat again over https:// (chat --tls-cert, Chromium accepts the
+#      test certificate)
 #   4b. video: Chromium with a fake camera, calls on loopback and through a
 #      local coturn (tests/browser/video.sh, in its own network namespace)
-#   5. deployment: nginx terminating TLS in front of chat, wss:// end to end
+#   5. deployment: nginx terminating TLS in front of chat, wss:// end to end,
+#      clients from 127.0.0.2 and 127.0.0.3 told apart behind it
 #   6. churn soak, 30 s: chat-bench soak against the release server, then
 #      /stats 0/0/0, open connections back to start, VmRSS within 10 %
 #

@@ -6,6 +6,8 @@
 //! * `on_connect` when a WebSocket session on `/` opens, with the raw query
 //!   string of the request without `?` (`interests=music,rust&x=1`), or
 //!   `None`; `Pairing` finds, decodes and checks `interests` itself.
+//!   `on_connect_from` is the same with the client's address, which blocks
+//!   and reports need (`ChatConfig::safety` holds the shared state).
 //! * `on_text` for every text message from that client. `Err(e)` (a
 //!   [`SessionError`]) means: close the connection with `e.close_code()`
 //!   and `e.reason()` (1008 for sustained flooding); the loop then calls
@@ -22,6 +24,7 @@
 mod error;
 pub mod pairing;
 pub mod protocol;
+mod safety;
 #[cfg(test)]
 mod tests;
 pub mod video;

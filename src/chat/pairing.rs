@@ -20,7 +20,10 @@
 //! O(k · log n) plus k hash lookups of the tag strings. Searching never
 //! scans: in any of these maps at most two entries can be unacceptable
 //! (the searcher itself and its previous stranger), so the answer is among
-//! the first three.
+//! the first three. Blocks (`chat::safety`) add one step per queued client
+//! whose address is blocked with the searcher's, skipped in place so
+//! everyone else keeps their turn; at most 1,000 such steps per map, and
+//! none at all (one atomic load) while no block is in force.
 //!
 //! Interest waits all have the same length, so their deadlines expire in
 //! the order they were set: a `VecDeque` of `(deadline, id, wait_gen)`
@@ -66,10 +69,14 @@
 //!   earlier one, and then it is the initiator.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
+
+use slab::Slab;
 
 use super::protocol::{interests_from_query, parse_client, ClientMsg, ErrorCode, LeftReason};
 use super::video::{Ice, PairId, VideoConfig, SIGNAL_BUDGET};
 use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
+use crate::safety::SafetyHandle;
 
 /// Chat settings (from the command line, and two values the driver reads
 /// from the world so that the chat itself never does).
@@ -88,6 +95,8 @@ pub struct ChatConfig {
     pub pair_key: u64,
     /// Unix seconds at `now_ms == 0` (for TURN credential expiry).
     pub unix_start_s: u64,
+    /// Blocks, reports, bans and the word list (`chat::safety`).
+    pub safety: SafetyHandle,
 }
 
 impl Default for ChatConfig {
@@ -98,6 +107,7 @@ impl Default for ChatConfig {
             video: VideoConfig::default(),
             pair_key: 0,
             unix_start_s: 0,
+            safety: SafetyHandle::default(),
         }
     }
 }
@@ -211,7 +221,7 @@ impl RateLimit {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// In the queue under key `Client::seq`.
     Queued,
     Chatting(ClientId),
@@ -219,7 +229,7 @@ enum State {
 }
 
 #[derive(Debug)]
-struct Client {
+pub(super) struct Client {
     /// Unique per connection (ids are reused, serials are not).
     serial: u64,
     state: State,
@@ -240,12 +250,28 @@ struct Client {
     signals: u32,
     /// No `rate_limited` answer for a signal before this time.
     signal_quiet_until_ms: u64,
+    /// The client's address (None in tests that give none).
+    pub(super) addr: Option<IpAddr>,
+    /// The evidence ring of the current or last pair (`rings` key).
+    pub(super) ring: Option<usize>,
+    /// The last stranger, once the pair ended: for `block`/`report`.
+    pub(super) recent: Option<super::safety::Recent>,
+}
+
+impl Client {
+    pub(super) fn state(&self) -> State {
+        self.state
+    }
+
+    pub(super) fn serial(&self) -> u64 {
+        self.serial
+    }
 }
 
 /// All chat clients and their state.
 #[derive(Debug, Default)]
 pub struct Pairing {
-    config: ChatConfig,
+    pub(super) config: ChatConfig,
     clients: Vec<Option<Client>>,
     online: usize,
     chatting: usize,
@@ -260,6 +286,9 @@ pub struct Pairing {
     /// `(deadline_ms, id, wait_gen)` in deadline order.
     deadlines: VecDeque<(u64, ClientId, u64)>,
     metrics: ChatMetrics,
+    /// Evidence rings of pairs that talked, each shared by at most two
+    /// clients (`Client::ring`): at most one per online client.
+    pub(super) rings: Slab<super::safety::Ring>,
 }
 
 impl Pairing {
@@ -281,6 +310,18 @@ impl Pairing {
         &mut self,
         id: ClientId,
         interests_query: Option<&str>,
+        now_ms: u64,
+        out: &mut dyn Outbox,
+    ) {
+        self.on_connect_from(id, interests_query, None, now_ms, out);
+    }
+
+    /// [`Pairing::on_connect`] for a client at `addr` (blocks, reports).
+    pub fn on_connect_from(
+        &mut self,
+        id: ClientId,
+        interests_query: Option<&str>,
+        addr: Option<IpAddr>,
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
@@ -309,6 +350,9 @@ impl Pairing {
                 pair: PairId::default(),
                 signals: 0,
                 signal_quiet_until_ms: 0,
+                addr,
+                ring: None,
+                recent: None,
             });
             self.online += 1;
             self.search(id, now_ms, out);
@@ -357,8 +401,12 @@ impl Pairing {
         match parsed {
             Err(code) => self.refuse(id, code, out),
             Ok(ClientMsg::Message { text }) => match state {
+                State::Chatting(_) if self.blocked_word(&text) => {
+                    self.refuse(id, ErrorCode::BlockedWord, out)
+                }
                 State::Chatting(partner) => {
                     self.metrics.messages_relayed += 1;
+                    self.record(id, partner, &text);
                     out.send(partner, &ServerMsg::Message { text: &text });
                 }
                 _ => self.refuse(id, ErrorCode::NotPaired, out),
@@ -371,6 +419,10 @@ impl Pairing {
                 _ => self.refuse(id, ErrorCode::NotPaired, out),
             },
             Ok(ClientMsg::Next) => self.next(id, now_ms, out),
+            Ok(ClientMsg::Block) => self.block(id, None, now_ms, out),
+            Ok(ClientMsg::Report { reason, note }) => {
+                self.block(id, Some((reason, note)), now_ms, out)
+            }
             Ok(ClientMsg::Interests { tags }) => self.set_interests(id, tags, now_ms, out),
             // Handled above, before the rate limit.
             Ok(ClientMsg::Signal { .. }) => {}
@@ -386,9 +438,13 @@ impl Pairing {
         };
         match state {
             State::Queued => self.unindex(id),
-            State::Chatting(partner) => self.leave(partner, LeftReason::Disconnected, out),
+            State::Chatting(partner) => {
+                self.pair_ended(id, partner, now_ms);
+                self.leave(partner, LeftReason::Disconnected, out)
+            }
             State::Idle => {}
         }
+        self.release_ring(id);
         if let Some(slot) = self.clients.get_mut(id) {
             *slot = None;
         }
@@ -437,11 +493,11 @@ impl Pairing {
         self.metrics
     }
 
-    fn client(&self, id: ClientId) -> Option<&Client> {
+    pub(super) fn client(&self, id: ClientId) -> Option<&Client> {
         self.clients.get(id).and_then(Option::as_ref)
     }
 
-    fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
+    pub(super) fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
         self.clients.get_mut(id).and_then(Option::as_mut)
     }
 
@@ -451,7 +507,7 @@ impl Pairing {
         }
     }
 
-    fn refuse(&mut self, id: ClientId, code: ErrorCode, out: &mut dyn Outbox) {
+    pub(super) fn refuse(&mut self, id: ClientId, code: ErrorCode, out: &mut dyn Outbox) {
         self.count_error(code);
         out.send(id, &ServerMsg::Error { code });
     }
@@ -504,6 +560,7 @@ impl Pairing {
     fn next(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
         match self.client(id).map(|c| c.state) {
             Some(State::Chatting(partner)) => {
+                self.pair_ended(id, partner, now_ms);
                 self.leave(partner, LeftReason::Next, out);
                 self.search(id, now_ms, out);
             }
@@ -520,7 +577,7 @@ impl Pairing {
 
     /// `partner` loses its stranger (who is handled by the caller): it is
     /// told why and goes idle.
-    fn leave(&mut self, partner: ClientId, reason: LeftReason, out: &mut dyn Outbox) {
+    pub(super) fn leave(&mut self, partner: ClientId, reason: LeftReason, out: &mut dyn Outbox) {
         if let Some(p) = self.client_mut(partner) {
             p.state = State::Idle;
             self.chatting = self.chatting.saturating_sub(2);
@@ -530,7 +587,7 @@ impl Pairing {
 
     /// Sends `waiting`, queues the client as the newest, and pairs it if
     /// someone fits.
-    fn search(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
+    pub(super) fn search(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
         out.send(
             id,
             &ServerMsg::Waiting {
@@ -636,22 +693,40 @@ impl Pairing {
     /// "Life of a session": the longest-waiting client sharing a tag; if
     /// none and `x` takes anyone, the longest-waiting client who takes
     /// anyone. Never `x` itself; never its previous stranger while a third
-    /// client is queued.
-    fn find_partner(&self, x: ClientId) -> Option<ClientId> {
+    /// client is queued; never a client whose address x's address blocked
+    /// or was blocked by (`chat::safety`).
+    fn find_partner(&self, x: ClientId, now_ms: u64) -> Option<ClientId> {
+        let unix_ms = self.unix_ms(now_ms);
+        self.config
+            .safety
+            .with_blocks(unix_ms, |may_pair| self.find_partner_with(x, may_pair))
+    }
+
+    fn find_partner_with(
+        &self,
+        x: ClientId,
+        may_pair: &dyn Fn(IpAddr, IpAddr) -> bool,
+    ) -> Option<ClientId> {
         let xc = self.client(x)?;
         let third_queued = self.queue.len() >= 3;
         let acceptable = |y: ClientId| {
             y != x
-                && (!third_queued
-                    || self.client(y).is_some_and(|yc| {
-                        !(xc.prev == Some(yc.serial) && yc.prev == Some(xc.serial))
-                    }))
+                && self.client(y).is_some_and(|yc| {
+                    !(third_queued && xc.prev == Some(yc.serial) && yc.prev == Some(xc.serial))
+                        && match (xc.addr, yc.addr) {
+                            (Some(a), Some(b)) => may_pair(a, b),
+                            _ => true,
+                        }
+                })
         };
-        // At most two entries of a map are unacceptable: x and the one
-        // client that is its previous stranger.
+        // Without blocks at most two entries of a map are unacceptable: x
+        // and the one client that is its previous stranger. Blocked
+        // clients are skipped, in order, so everyone else keeps their
+        // place: the search costs one more step per blocked client ahead,
+        // at most `MAX_BLOCKED_SKIPS` (beyond that x waits for a newcomer).
         let first = |m: &BTreeMap<u64, ClientId>| {
             m.iter()
-                .take(3)
+                .take(3 + super::safety::MAX_BLOCKED_SKIPS)
                 .find(|&(_, &y)| acceptable(y))
                 .map(|(&seq, &y)| (seq, y))
         };
@@ -672,7 +747,7 @@ impl Pairing {
     /// Pairs queued client `x` with the partner it finds, if any; the one
     /// queued earlier is the initiator.
     fn try_pair(&mut self, x: ClientId, now_ms: u64, out: &mut dyn Outbox) -> bool {
-        let Some(y) = self.find_partner(x) else {
+        let Some(y) = self.find_partner(x, now_ms) else {
             return false;
         };
         let (xs, ys, x_first, common) = match (self.client(x), self.client(y)) {
@@ -686,6 +761,8 @@ impl Pairing {
         };
         self.unindex(x);
         self.unindex(y);
+        self.release_ring(x);
+        self.release_ring(y);
         let pair = PairId::new(self.next_pair, self.config.pair_key);
         self.next_pair += 1;
         for (me, partner, partner_serial) in [(x, y, ys), (y, x, xs)] {

@@ -79,6 +79,15 @@ pub enum ServerMsg<'a> {
         /// Why the stranger went.
         reason: LeftReason,
     },
+    /// The client's report was recorded (`waiting` follows).
+    Reported,
+    /// The client's address is banned; close 1008 follows.
+    Banned {
+        /// RFC 3339 UTC.
+        until: &'a str,
+        /// The ban's reason (may be empty).
+        reason: &'a str,
+    },
     /// The client's last message was refused; the session goes on.
     Error {
         /// What was wrong with it.
@@ -126,11 +135,15 @@ pub enum ErrorCode {
     BadInterests,
     /// A `signal` whose `data` is over [`MAX_SIGNAL_DATA`] bytes.
     SignalTooLarge,
+    /// A `report` with an unknown reason or a note over 500 bytes.
+    BadReport,
+    /// A `message` matching the operator's word list (not delivered).
+    BlockedWord,
 }
 
 impl ErrorCode {
     /// Number of error codes: one counter each in `ChatMetrics::errors`.
-    pub(crate) const COUNT: usize = 8;
+    pub(crate) const COUNT: usize = 10;
     /// Every code, in the order of [`ErrorCode::index`].
     #[cfg(test)]
     pub(crate) const ALL: [ErrorCode; ErrorCode::COUNT] = [
@@ -142,6 +155,8 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::BadInterests,
         ErrorCode::SignalTooLarge,
+        ErrorCode::BadReport,
+        ErrorCode::BlockedWord,
     ];
 
     /// Position in declaration order (the index of the code's counter).
@@ -155,6 +170,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => 5,
             ErrorCode::BadInterests => 6,
             ErrorCode::SignalTooLarge => 7,
+            ErrorCode::BadReport => 8,
+            ErrorCode::BlockedWord => 9,
         }
     }
 
@@ -169,6 +186,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::BadInterests => "bad_interests",
             ErrorCode::SignalTooLarge => "signal_too_large",
+            ErrorCode::BadReport => "bad_report",
+            ErrorCode::BlockedWord => "blocked_word",
         }
     }
 
@@ -184,6 +203,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "too many messages, slow down",
             ErrorCode::BadInterests => "interests must be at most 10 tags of 1 to 32 characters",
             ErrorCode::SignalTooLarge => "signal data is over 16384 bytes",
+            ErrorCode::BadReport => {
+                "reason must be spam, nudity, harassment, underage or other; note at most 500 bytes"
+            }
+            ErrorCode::BlockedWord => "your message contains a blocked word and was not delivered",
         }
     }
 }
@@ -208,6 +231,16 @@ pub enum ClientMsg<'a> {
     Interests {
         /// The tags, ready to match on (they apply to the next search).
         tags: Vec<String>,
+    },
+    /// Leave the current (or recent) stranger and never meet that
+    /// address again (for `--block-hours`).
+    Block,
+    /// `Block`, and file a report about that stranger.
+    Report {
+        /// One of `safety::reports::REASONS`.
+        reason: &'static str,
+        /// At most `safety::reports::MAX_NOTE` bytes (may be empty).
+        note: String,
     },
     /// Video signalling for the partner.
     Signal {
@@ -244,6 +277,8 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMsg<'_>, ErrorCode> {
             _ => Err(ErrorCode::BadJson),
         },
         "next" => Ok(ClientMsg::Next),
+        "block" => Ok(ClientMsg::Block),
+        "report" => parse_report(raw.reason, raw.note),
         "interests" => match raw.tags {
             Some(value) => parse_tags(&value).map(|tags| ClientMsg::Interests { tags }),
             None => Err(ErrorCode::BadJson),
@@ -262,6 +297,29 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMsg<'_>, ErrorCode> {
         },
         _ => Err(ErrorCode::UnknownType),
     }
+}
+
+/// `report`: `reason` must be one of the listed strings, `note` (when
+/// present and not null) a string of at most 500 bytes; anything else is
+/// `bad_report`.
+fn parse_report<'a>(
+    reason: Option<Loose<'_>>,
+    note: Option<Loose<'_>>,
+) -> Result<ClientMsg<'a>, ErrorCode> {
+    use crate::safety::reports::{MAX_NOTE, REASONS};
+    let Some(Loose::Str(reason)) = reason else {
+        return Err(ErrorCode::BadReport);
+    };
+    let reason = REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .ok_or(ErrorCode::BadReport)?;
+    let note = match note {
+        None | Some(Loose::Null) => String::new(),
+        Some(Loose::Str(n)) if n.len() <= MAX_NOTE => n.into_owned(),
+        Some(_) => return Err(ErrorCode::BadReport),
+    };
+    Ok(ClientMsg::Report { reason, note })
 }
 
 fn check_text(text: Cow<'_, str>) -> Result<ClientMsg<'_>, ErrorCode> {
@@ -390,6 +448,10 @@ struct Raw<'a> {
     /// Borrowed as the bytes of the input, never parsed into a tree.
     #[serde(default, borrow)]
     data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reason: Option<Loose<'a>>,
+    #[serde(default, borrow)]
+    note: Option<Loose<'a>>,
 }
 
 /// Any JSON value, keeping only strings (borrowed when unescaped) and
@@ -397,6 +459,7 @@ struct Raw<'a> {
 enum Loose<'a> {
     Str(Cow<'a, str>),
     Bool(bool),
+    Null,
     Other,
 }
 
@@ -436,10 +499,10 @@ impl<'de> Visitor<'de> for LooseVisitor {
         Ok(Loose::Other)
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Other)
+        Ok(Loose::Null)
     }
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Loose::Other)
+        Ok(Loose::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -512,6 +575,14 @@ pub fn write_json(out: &mut Vec<u8>, msg: &ServerMsg<'_>) {
             out.extend_from_slice(b"{\"type\":\"left\",\"reason\":\"");
             out.extend_from_slice(reason.as_str().as_bytes());
             out.extend_from_slice(b"\"}");
+        }
+        ServerMsg::Reported => out.extend_from_slice(b"{\"type\":\"reported\"}"),
+        ServerMsg::Banned { until, reason } => {
+            out.extend_from_slice(b"{\"type\":\"banned\",\"until\":");
+            let _ = serde_json::to_writer(&mut *out, until);
+            out.extend_from_slice(b",\"reason\":");
+            let _ = serde_json::to_writer(&mut *out, reason);
+            out.push(b'}');
         }
         ServerMsg::Error { code } => {
             out.extend_from_slice(b"{\"type\":\"error\",\"code\":\"");

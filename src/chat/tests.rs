@@ -6,6 +6,7 @@ use super::protocol::{to_json_string, ErrorCode};
 use super::video::PairId;
 use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 
+mod safety;
 mod video;
 
 /// Records every message as `(to, json)`. A `paired` is recorded without
@@ -694,6 +695,7 @@ fn every_error_code() {
         ),
         ("queued, not paired", ErrorCode::NotPaired),
         (r#"{"type":"typing","active":true}"#, ErrorCode::NotPaired),
+        (r#"{"type":"report","reason":"x"}"#, ErrorCode::BadReport),
     ];
     for &(input, code) in cases {
         assert_eq!(c.send(0, input), vec![(0, error(code))], "{input}");
@@ -713,10 +715,12 @@ fn every_error_code() {
     }
     assert_eq!(c.send(0, NEXT), vec![(0, error(ErrorCode::RateLimited))]);
     let m = c.p.metrics();
-    assert_eq!(m.errors_total(), 10);
+    assert_eq!(m.errors_total(), 11);
     for (code, n) in m.errors_by_code() {
         let want = match code {
             ErrorCode::Empty | ErrorCode::NotPaired => 2,
+            // Needs a word list: chat::tests::safety.
+            ErrorCode::BlockedWord => 0,
             _ => 1,
         };
         assert_eq!(n, want, "{code:?}");

@@ -19,6 +19,8 @@ pub(super) enum Ending {
     IdleTimeout,
     /// SIGINT/SIGTERM (a close handshake).
     ShuttingDown,
+    /// The client's address is banned (failing, after `banned`).
+    Banned,
 }
 
 impl Ending {
@@ -27,7 +29,7 @@ impl Ending {
             Ending::Protocol(e) => e.close_code(),
             Ending::Chat(e) => e.close_code(),
             Ending::BinaryInChat => CloseCode::UNSUPPORTED_DATA,
-            Ending::SlowReader => CloseCode::POLICY_VIOLATION,
+            Ending::SlowReader | Ending::Banned => CloseCode::POLICY_VIOLATION,
             Ending::IdleTimeout | Ending::ShuttingDown => CloseCode::GOING_AWAY,
         }
     }
@@ -40,6 +42,7 @@ impl Ending {
             Ending::SlowReader => "too slow to read",
             Ending::IdleTimeout => "idle timeout",
             Ending::ShuttingDown => "server shutting down",
+            Ending::Banned => "banned",
         }
     }
 

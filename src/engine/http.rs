@@ -39,6 +39,10 @@ impl Engine {
             }
         };
         let used = req.head_len;
+        if let Some(retry_after_s) = self.over_connection_limit(id) {
+            self.refuse_limited(id, retry_after_s);
+            return Step::Stop;
+        }
         let connection = Connection::for_request(&req);
         if let Some(session) = self.sessions.get_mut(id) {
             session.next_request(self.now_ms);
@@ -50,6 +54,11 @@ impl Engine {
                 query,
                 extensions,
             } => {
+                let head = buf.get(..used).unwrap_or_default();
+                if let Err(retry_after_s) = self.admit_session(id, head) {
+                    self.refuse_limited(id, retry_after_s);
+                    return Step::Stop;
+                }
                 self.upgrade(id, endpoint, key, query, extensions);
                 return Step::Next(used);
             }
@@ -91,9 +100,13 @@ impl Engine {
         self.totals.count_status(Status::SwitchingProtocols.code());
         self.totals.websocket_sessions += 1;
         if endpoint == Endpoint::Chat {
+            if self.refuse_banned(id) {
+                return;
+            }
             let now = self.now_ms;
+            let addr = self.client_of(id);
             let (chat, mut mailer) = self.mailer();
-            chat.on_connect(id, query, now, &mut mailer);
+            chat.on_connect_from(id, query, addr, now, &mut mailer);
         }
         self.arm(id, self.now_ms + self.idle_half_ms());
     }
@@ -113,6 +126,14 @@ impl Engine {
         let (content_type, body): (&str, &[u8]) = match page {
             Page::Index => ("text/html; charset=utf-8", INDEX_HTML.as_bytes()),
             Page::Healthz => ("text/plain", b"ok\n"),
+            Page::Rules => (
+                "text/plain; charset=utf-8",
+                self.config
+                    .rules
+                    .as_deref()
+                    .unwrap_or(crate::config::DEFAULT_RULES)
+                    .as_bytes(),
+            ),
             Page::Stats => {
                 metrics::render_stats(&mut self.text, self.chat.counts());
                 ("application/json", self.text.as_bytes())
@@ -125,6 +146,8 @@ impl Engine {
                     &self.totals,
                     &self.chat.metrics(),
                 );
+                let unix_ms = self.unix_ms();
+                self.safety.render_metrics(&mut self.text, unix_ms);
                 if let Some(extra) = &self.extra_metrics {
                     extra.render(&mut self.text);
                 }
@@ -148,7 +171,7 @@ impl Engine {
         self.answered(id, Status::Ok, connection);
     }
 
-    fn refuse(&mut self, id: ConnId, status: Status, connection: Connection) {
+    pub(super) fn refuse(&mut self, id: ConnId, status: Status, connection: Connection) {
         if let Some(session) = self.sessions.get_mut(id) {
             response::write_error(session.out.writer(&mut self.pool), status, connection);
         }
@@ -157,7 +180,7 @@ impl Engine {
 
     /// After an answer: flush it; a closing answer drains the connection;
     /// a pipelining client that is owed too much waits.
-    fn answered(&mut self, id: ConnId, status: Status, connection: Connection) {
+    pub(super) fn answered(&mut self, id: ConnId, status: Status, connection: Connection) {
         self.totals.count_status(status.code());
         self.mark_dirty(id);
         if connection == Connection::Close {

@@ -29,6 +29,7 @@ mod metrics;
 mod output;
 mod pool;
 mod routes;
+mod safety;
 mod session;
 mod timers;
 mod websocket;
@@ -40,6 +41,7 @@ mod tests;
 use crate::chat::pairing::ChatConfig;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
+use crate::safety::SafetyHandle;
 use crate::ws::deflate::Codec;
 use crate::ws::{encode, OpCode};
 use ending::Ending;
@@ -140,6 +142,14 @@ pub struct Engine {
     /// The message being inflated; reused. Never over
     /// `--max-message-size` + 1 bytes; kept at most [`KEPT_INFLATED`].
     inflated: Vec<u8>,
+    /// Client addresses, limits and bans (`safety.rs`).
+    safety: SafetyHandle,
+    /// Per connection id: its peer and client address (`safety.rs`).
+    addrs: Vec<Option<safety::ConnAddr>>,
+    /// The ban generation last acted on, and Unix ms at `now_ms == 0`.
+    bans_seen: u64,
+    unix_start_ms: u64,
+    next_sweep_ms: u64,
 }
 
 /// Capacity the inflate buffer keeps between messages: enough for the
@@ -156,8 +166,20 @@ impl Engine {
     }
 
     /// An engine with no connections, its clock's Unix origin and its pair
-    /// key given by the driver.
+    /// key given by the driver, and the safety state `config` describes.
+    #[cfg(test)]
     pub fn seeded(config: Config, seed: Seed) -> Engine {
+        let safety = SafetyHandle::new(config.safety.clone(), seed.unix_start_s * 1000)
+            .unwrap_or_else(|e| {
+                log::error!("{e}");
+                SafetyHandle::default()
+            });
+        Engine::with_safety(config, seed, safety)
+    }
+
+    /// [`Engine::seeded`] sharing `safety` (with other loops and the admin
+    /// door).
+    pub fn with_safety(config: Config, seed: Seed, safety: SafetyHandle) -> Engine {
         let chat = Pairing::new(ChatConfig {
             interest_wait_ms: duration_ms(config.interest_wait),
             rate_per_sec: config.rate_limit,
@@ -168,6 +190,7 @@ impl Engine {
             ),
             pair_key: seed.pair_key,
             unix_start_s: seed.unix_start_s,
+            safety: safety.clone(),
         });
         Engine {
             sessions: Slab::with_capacity(config.max_connections.min(1 << 16)),
@@ -186,6 +209,11 @@ impl Engine {
             extra_metrics: None,
             codec: Codec::default(),
             inflated: Vec::new(),
+            bans_seen: safety.ban_generation(),
+            safety,
+            addrs: Vec::new(),
+            unix_start_ms: seed.unix_start_s.saturating_mul(1000),
+            next_sweep_ms: 0,
         }
     }
 
@@ -205,9 +233,17 @@ impl Engine {
         self.totals.bytes_received
     }
 
-    /// A connection was accepted: its id, or None when it must be closed
-    /// at once (`--max-connections`, or shutting down).
+    /// A connection from a loopback peer was accepted (tests; see
+    /// [`Engine::accept_from`]).
+    #[cfg(test)]
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
+        self.accept_from(std::net::Ipv4Addr::LOCALHOST.into(), now_ms)
+    }
+
+    /// A connection from `peer` (the TCP peer's address) was accepted: its
+    /// id, or None when it must be closed at once (`--max-connections`, or
+    /// shutting down).
+    pub fn accept_from(&mut self, peer: std::net::IpAddr, now_ms: u64) -> Option<ConnId> {
         self.now_ms = now_ms;
         self.totals.connections += 1;
         if self.sessions.len() >= self.config.max_connections || self.shutdown_deadline_ms.is_some()
@@ -216,6 +252,7 @@ impl Engine {
             return None;
         }
         let id = self.sessions.insert(Session::new(now_ms));
+        self.note_peer(id, peer);
         self.arm(id, now_ms + duration_ms(self.config.handshake_timeout));
         Some(id)
     }
@@ -434,6 +471,7 @@ impl Engine {
     pub fn handle_timeout(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
         self.fire_timers();
+        self.safety_turn();
     }
 
     // ---- shutdown ----------------------------------------------------
@@ -478,6 +516,7 @@ impl Engine {
             return;
         }
         self.leave_chat(id);
+        self.forget_peer(id);
         if let Some(session) = self.sessions.try_remove(id) {
             session.release(&mut self.pool);
             self.actions.push_back((id, Action::Close));

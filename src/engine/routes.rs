@@ -22,6 +22,7 @@ pub enum Page {
     Healthz,
     Stats,
     Metrics,
+    Rules,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -77,6 +78,7 @@ pub fn route<'a>(req: &Request<'a>, allowed_origins: &[String]) -> Route<'a> {
         "/healthz" => Page::Healthz,
         "/stats" => Page::Stats,
         "/metrics" => Page::Metrics,
+        "/rules" => Page::Rules,
         // `/echo` speaks only WebSocket: a plain GET is told to upgrade.
         "/echo" => {
             return Route::Refuse {

@@ -8,6 +8,8 @@ use crate::ws::{CloseCode, Decoder, Message, Role};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+mod safety;
+
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 /// A driver that never blocks unless told to: every socket takes all it is

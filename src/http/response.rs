@@ -57,6 +57,7 @@ statuses! {
     MethodNotAllowed = 405 "Method Not Allowed",
     UriTooLong = 414 "URI Too Long",
     UpgradeRequired = 426 "Upgrade Required",
+    TooManyRequests = 429 "Too Many Requests",
     HeadTooLarge = 431 "Request Header Fields Too Large",
     // Never sent: over `--max-connections` a connection is closed without
     // an answer. Left in the table (and its tests) rather than removed
@@ -425,7 +426,7 @@ mod tests {
 
     #[test]
     fn status_lines_match_codes_and_reasons() {
-        assert_eq!(Status::ALL.len(), 10);
+        assert_eq!(Status::ALL.len(), 11);
         for &s in Status::ALL {
             let line = format!("HTTP/1.1 {} {}\r\n", s.code(), s.reason_phrase());
             assert_eq!(s.status_line(), line.as_bytes());
@@ -454,6 +455,7 @@ mod tests {
                 "Upgrade Required: this endpoint speaks WebSocket (version 13)\n",
             ),
             (Status::HeadTooLarge, "Request Header Fields Too Large\n"),
+            (Status::TooManyRequests, "Too Many Requests\n"),
             (Status::ServiceUnavailable, "Service Unavailable\n"),
         ];
         assert_eq!(want.len(), Status::ALL.len());

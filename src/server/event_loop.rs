@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::engine::{Action, ConnId, Engine, ReadBuffer, Seed};
+use crate::safety::SafetyHandle;
 use crate::server::tls::TlsAcceptor;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -24,6 +25,9 @@ mod tls_io;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// Woken when a ban is made elsewhere (the admin door): the turn that
+/// follows closes this loop's banned sessions (`Engine::handle_timeout`).
+const WAKER: Token = Token(usize::MAX - 3);
 
 /// Reads from one connection per turn before others get their go.
 const READS_PER_TURN: usize = 16;
@@ -76,9 +80,23 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listening socket (port 0 picks a free port).
+    /// Binds the listening socket (port 0 picks a free port), with the
+    /// safety state the config describes (an unreadable ban file or word
+    /// list is an `InvalidData` error).
     pub fn bind(config: Config) -> io::Result<Server> {
+        let now_ms = crate::sys::unix_now_s().saturating_mul(1000);
+        let safety = SafetyHandle::new(config.safety.clone(), now_ms)
+            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        Server::bind_with_safety(config, safety)
+    }
+
+    /// [`Server::bind`] sharing `safety` with the admin door.
+    pub fn bind_with_safety(config: Config, safety: SafetyHandle) -> io::Result<Server> {
         let poll = Poll::new()?;
+        safety.add_waker(std::sync::Arc::new(mio::Waker::new(
+            poll.registry(),
+            WAKER,
+        )?));
         let mut listener = TcpListener::bind(config.listen)?;
         // Calling listen again on a listening socket sets its backlog.
         // SAFETY: listen(2) on a descriptor we own; no memory is passed.
@@ -103,12 +121,13 @@ impl Server {
             busy_poll: config.busy_poll,
             // The engine's time zero and its Unix origin, read together.
             start: Instant::now(),
-            engine: Engine::seeded(
+            engine: Engine::with_safety(
                 config,
                 Seed {
                     unix_start_s: crate::sys::unix_now_s(),
                     pair_key: crate::sys::random_u64(),
                 },
+                safety,
             ),
             accept_paused_until: None,
             accept_exhausted: 0,
@@ -222,6 +241,8 @@ impl Server {
             match token {
                 LISTENER => self.accept_all(),
                 SIGNALS => self.on_signal(),
+                // Nothing to read: the turn's `handle_timeout` acts on it.
+                WAKER => {}
                 Token(id) => {
                     if writable {
                         self.flush(id);

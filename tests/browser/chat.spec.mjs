@@ -70,6 +70,8 @@ const secure = base.startsWith('https:');
 const tlsOpts = secure ? { ignoreHTTPSErrors: true } : {};
 const desk = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...tlsOpts });
 const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, ...tlsOpts });
+// The 18+ notice was accepted before (tests/browser/safety.spec.mjs shows it).
+for (const c of [desk, phone]) await c.addInitScript(() => { try { localStorage.setItem('chat.agreed18', '1'); } catch (e) {} });
 const a = await desk.newPage();
 const b = await phone.newPage();
 const socketUrls = [];

@@ -39,6 +39,9 @@ export function launch() {
   });
 }
 
+/** Accepts the page's first-visit 18+ notice before it loads. */
+export const AGREE_18 = () => { try { localStorage.setItem('chat.agreed18', '1'); } catch (e) {} };
+
 export const DESKTOP = { viewport: { width: 1280, height: 800 } };
 export const PHONE = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 
@@ -46,6 +49,7 @@ export const PHONE = { viewport: { width: 360, height: 740 }, deviceScaleFactor:
 export async function openPage(browser, url, opts, name, errors) {
   const ctx = await browser.newContext(opts);
   await ctx.grantPermissions(['camera', 'microphone']).catch(() => {});
+  await ctx.addInitScript(AGREE_18);
   const page = await ctx.newPage();
   page.setDefaultTimeout(10_000);
   page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));

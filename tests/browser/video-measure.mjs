@@ -11,7 +11,7 @@
 // the page's own script runs. Per call: signals sent by both sides once the
 // counts stop moving. Every call is bounded (20 s); a failed call is counted
 // and reported, the run goes on.
-import { DESKTOP, launch, median, parseArgs, probe, sleep } from './video-lib.mjs';
+import { AGREE_18, DESKTOP, launch, median, parseArgs, probe, sleep } from './video-lib.mjs';
 
 const args = parseArgs(process.argv.slice(2));
 const calls = Number(args.calls || 20);
@@ -51,6 +51,7 @@ async function oneCall(browser, url, errors) {
       const ctx = await browser.newContext(DESKTOP);
       ctxs.push(ctx);
       await ctx.grantPermissions(['camera', 'microphone']).catch(() => {});
+      await ctx.addInitScript(AGREE_18);
       await ctx.addInitScript(firstFramePoller);
       const page = await ctx.newPage();
       page.on('pageerror', (e) => errors.push(`${name}: ${e.message}`));

@@ -2,8 +2,10 @@
 # Proves deploy/ works: runs the chat binary behind Debian's nginx configured
 # from deploy/nginx.conf, with a self-signed certificate made here, and checks
 # the page, /healthz, /stats, the echo endpoint and a chat session over
-# https:// and wss:// (tests/deploy/wss_check.py), and that /metrics answers
-# loopback and private client addresses only. Also runs
+# https:// and wss:// (tests/deploy/wss_check.py), that /metrics answers
+# loopback and private client addresses only, and that clients from
+# 127.0.0.2 and 127.0.0.3 are told apart behind nginx (--trust-proxy, as
+# deploy/chat.service runs it; tests/deploy/safety_check.py). Also runs
 # `systemd-analyze verify` on deploy/chat.service when systemd-analyze exists.
 #
 #   tests/deploy/nginx_test.sh path/to/chat
@@ -61,10 +63,10 @@ finish() {
     exit
 }
 
-# Three distinct free loopback ports: chat, nginx https, nginx http.
-read -r back https http < <(python3 -c '
+# Four distinct free loopback ports: chat, nginx https, nginx http, admin door.
+read -r back https http admin < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(3)]
+ss = [socket.socket() for _ in range(4)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 for s in ss: s.close()')
@@ -80,8 +82,12 @@ wait_port() {
     return 1
 }
 
-# --- chat
-"$bin" --listen "127.0.0.1:$back" >"$tmp/chat.log" 2>&1 &
+# --- chat, with the safety options deploy/chat.service passes
+(umask 077 && echo "nginx-test-token" >"$tmp/admin-token")
+"$bin" --listen "127.0.0.1:$back" --trust-proxy 127.0.0.1 \
+    --max-connections-per-ip 64 --sessions-per-minute-per-ip 60 \
+    --admin-listen "127.0.0.1:$admin" --admin-token-file "$tmp/admin-token" \
+    >"$tmp/chat.log" 2>&1 &
 chat_pid=$!
 if wait_port "$back" "$chat_pid"; then ok "chat listens on 127.0.0.1:$back"; else fail "chat did not start on 127.0.0.1:$back"; finish; fi
 
@@ -216,6 +222,13 @@ passed=$((passed + n_ok))
 failed=$((failed + n_fail))
 if [ "$wss_rc" -ne 0 ] && [ "$n_fail" -eq 0 ]; then fail "wss_check.py exited $wss_rc"; fi
 if [ "$n_ok" -eq 0 ] && [ "$n_fail" -eq 0 ]; then fail "wss_check.py ran no check"; fi
+
+# --- client addresses behind nginx: 127.0.0.2 and 127.0.0.3 told apart
+if out=$(timeout 60 python3 "$here/safety_check.py" 127.0.0.1 "$https" "$admin" "$tmp/admin-token" 2>&1); then
+    ok "${out#ok   }"
+else
+    fail "safety_check.py: $out"
+fi
 
 # --- systemd unit
 if command -v systemd-analyze >/dev/null; then

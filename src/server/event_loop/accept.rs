@@ -8,6 +8,7 @@ use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::io::{self, ErrorKind};
+use std::net::IpAddr;
 use std::time::Instant;
 
 impl Server {
@@ -20,7 +21,7 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((socket, _addr)) => {
+                Ok((socket, addr)) => {
                     if self.accept_exhausted > 0 {
                         info!(
                             "accepting again after {} retries",
@@ -28,7 +29,7 @@ impl Server {
                         );
                         self.accept_exhausted = 0;
                     }
-                    self.admit(socket);
+                    self.admit(socket, addr.ip());
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -55,9 +56,9 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut socket: TcpStream) {
+    fn admit(&mut self, mut socket: TcpStream, peer: IpAddr) {
         // Dropping the socket closes it at once.
-        let Some(id) = self.engine.accept(self.now_ms()) else {
+        let Some(id) = self.engine.accept_from(peer, self.now_ms()) else {
             return;
         };
         let _ = socket.set_nodelay(true);
