@@ -198,7 +198,10 @@ impl Engine {
             chat,
             pool: BufferPool::default(),
             wheel: TimerWheel::new(),
-            fired: Vec::new(),
+            // The first timers to fire must not allocate mid-traffic
+            // either (tests/zero_alloc.rs); it grows past this only when
+            // more fire in one turn than ever before.
+            fired: Vec::with_capacity(64),
             dirty: Vec::new(),
             actions: VecDeque::new(),
             totals: Totals::default(),

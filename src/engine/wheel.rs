@@ -25,7 +25,12 @@ pub struct TimerWheel {
     /// The next tick not yet expired (absolute).
     next_tick: u64,
     len: usize,
-    spare: Vec<(u32, u32)>,
+    /// Emptied slots' lists, kept with their capacity and handed to the
+    /// next slot that gets its first entry: a connection re-armed into a
+    /// slot nobody used yet must not allocate (tests/zero_alloc.rs). Bound:
+    /// every list is in a slot or here, so at most [`SLOTS`] lists, whose
+    /// capacities sum to at most the most entries ever live at once.
+    emptied: Vec<Vec<(u32, u32)>>,
 }
 
 impl Default for TimerWheel {
@@ -45,7 +50,9 @@ impl TimerWheel {
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             next_tick: 0,
             len: 0,
-            spare: Vec::new(),
+            // Room for the lists of a few dozen slots up front, so that
+            // the pool itself does not grow in steady state either.
+            emptied: Vec::with_capacity(64),
         }
     }
 
@@ -71,6 +78,11 @@ impl TimerWheel {
         };
         let slot = tick.get() as usize % SLOTS;
         if let Some(s) = self.slots.get_mut(slot) {
+            if s.capacity() == 0 {
+                if let Some(list) = self.emptied.pop() {
+                    *s = list;
+                }
+            }
             s.push((token, tick.get()));
             self.len += 1;
         }
@@ -96,16 +108,18 @@ impl TimerWheel {
             if entries.is_empty() {
                 continue;
             }
-            std::mem::swap(entries, &mut self.spare);
-            for &(token, at) in &self.spare {
-                if wrapping_le(at, now32) {
+            let len = &mut self.len;
+            entries.retain(|&(token, at)| {
+                let due = wrapping_le(at, now32);
+                if due {
                     fired.push((token as usize, at));
-                    self.len -= 1;
-                } else {
-                    entries.push((token, at));
+                    *len -= 1;
                 }
+                !due
+            });
+            if entries.is_empty() {
+                self.emptied.push(std::mem::take(entries));
             }
-            self.spare.clear();
         }
         self.next_tick = self.next_tick.max(now_tick + 1);
     }
