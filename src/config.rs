@@ -25,6 +25,8 @@ pub const DEFAULT_INTEREST_WAIT: Duration = Duration::from_secs(5);
 pub const DEFAULT_RATE_LIMIT: u64 = crate::chat::pairing::DEFAULT_RATE_PER_SEC;
 /// `--busy-poll`: off.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
+/// `--threads`: 0 picks one loop per CPU the process may run on.
+pub const DEFAULT_THREADS: usize = 0;
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
@@ -66,6 +68,20 @@ pub struct Config {
     pub turn_secret: Option<TurnSecret>,
     /// `--turn-ttl`: validity of those credentials (whole seconds count).
     pub turn_ttl: Duration,
+    /// `--threads`: event loops (0: one per CPU, see [`Config::loops`]).
+    pub threads: usize,
+}
+
+impl Config {
+    /// How many event loops to run: `threads`, or for 0 the CPUs this
+    /// process may run on (its affinity mask and cgroup quota, as
+    /// `std::thread::available_parallelism` reads them).
+    pub fn loops(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
 }
 
 impl Default for Config {
@@ -87,6 +103,7 @@ impl Default for Config {
             ice_servers: Vec::new(),
             turn_secret: None,
             turn_ttl: DEFAULT_TURN_TTL,
+            threads: DEFAULT_THREADS,
         }
     }
 }

@@ -5,9 +5,9 @@ use chat::chat::TurnSecret;
 use chat::config::{
     parse_busy_poll, parse_duration, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_TURN_TTL,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_THREADS, DEFAULT_TURN_TTL,
 };
-use chat::server::{Config, Server};
+use chat::server::{Config, Threads};
 use clap::Parser;
 use log::{info, warn};
 use std::fmt;
@@ -89,6 +89,12 @@ struct Cli {
     #[arg(long, env = "CHAT_TURN_TTL", default_value_t = Seconds(DEFAULT_TURN_TTL),
           value_name = "SECONDS", value_parser = seconds)]
     turn_ttl: Seconds,
+
+    /// Event loops, one per thread; 0 (the default): one per CPU this
+    /// process may run on. 1 is the single loop of a one-core server.
+    #[arg(long, env = "CHAT_THREADS", default_value_t = DEFAULT_THREADS as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=1024))]
+    threads: u64,
 }
 
 impl Cli {
@@ -107,6 +113,7 @@ impl Cli {
             ice_servers: self.ice_server,
             turn_secret: self.turn_secret_file,
             turn_ttl: self.turn_ttl.0,
+            threads: usize::try_from(self.threads).unwrap_or(1),
             ..Config::default()
         }
     }
@@ -169,7 +176,7 @@ fn main() -> ExitCode {
     let has_secret = config.turn_secret.is_some();
     let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
     let listen = config.listen;
-    let mut server = match Server::bind(config) {
+    let mut server = match Threads::bind(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("chat: cannot listen on {listen}: {e}");
@@ -185,6 +192,7 @@ fn main() -> ExitCode {
     } else {
         addr
     };
+    info!("{} event loop(s)", server.loop_count());
     info!("chat listening on {addr}; open http://{page_host}/ (echo: ws://{page_host}/echo)");
     if has_secret && !has_turn {
         warn!("--turn-secret-file is set but no --ice-server is a turn: URL");
@@ -243,6 +251,7 @@ mod tests {
             "--ice-server",
             "turn:127.0.0.1:3478?transport=tcp",
             "--turn-ttl=1h",
+            "--threads=3",
         ])
         .into_config();
         let want = Config {
@@ -260,6 +269,7 @@ mod tests {
                 "turn:127.0.0.1:3478?transport=tcp".to_string(),
             ],
             turn_ttl: Duration::from_secs(3600),
+            threads: 3,
             ..Config::default()
         };
         assert_eq!(config, want);

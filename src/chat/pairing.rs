@@ -112,6 +112,18 @@ pub struct ChatMetrics {
 }
 
 impl ChatMetrics {
+    /// Adds another loop's totals.
+    pub fn add(&mut self, o: &ChatMetrics) {
+        self.messages_relayed += o.messages_relayed;
+        self.typing_relayed += o.typing_relayed;
+        self.pairs += o.pairs;
+        self.signals_relayed += o.signals_relayed;
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+        self.rate_limit_closes += o.rate_limit_closes;
+    }
+
     /// All refused client messages.
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().sum()

@@ -23,11 +23,13 @@
 //! handed out again by the next `accept`, so the driver carries out every
 //! action before it accepts again.
 
+mod cross;
 mod ending;
 mod http;
 mod metrics;
 mod output;
 mod pool;
+mod process;
 mod routes;
 mod session;
 mod timers;
@@ -37,7 +39,11 @@ mod wheel;
 #[cfg(test)]
 mod tests;
 
+pub use cross::{record_len, record_thread, relay_sender};
+pub use process::Process;
+
 use crate::chat::pairing::ChatConfig;
+use crate::chat::peer::Cross;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
 use crate::ws::{encode, OpCode};
@@ -47,6 +53,7 @@ use pool::BufferPool;
 use session::{Phase, Session};
 use slab::Slab;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use wheel::TimerWheel;
 
 /// A connection's handle, shared by the engine and its driver.
@@ -129,6 +136,12 @@ pub struct Engine {
     now_ms: u64,
     /// Set by [`Engine::begin_shutdown`]: when the grace ends.
     shutdown_deadline_ms: Option<u64>,
+    /// This loop's index (0 with one loop).
+    thread: usize,
+    /// Shared with the other loops (`--threads N`); None with one loop.
+    process: Option<Arc<Process>>,
+    /// Records for other loops (see `cross.rs`).
+    cross_out: Vec<u8>,
 }
 
 impl Engine {
@@ -143,17 +156,28 @@ impl Engine {
     /// An engine with no connections, its clock's Unix origin and its pair
     /// key given by the driver.
     pub fn seeded(config: Config, seed: Seed) -> Engine {
-        let chat = Pairing::new(ChatConfig {
-            interest_wait_ms: duration_ms(config.interest_wait),
-            rate_per_sec: config.rate_limit,
-            video: VideoConfig::new(
-                &config.ice_servers,
-                config.turn_secret.clone(),
-                config.turn_ttl.as_secs(),
-            ),
-            pair_key: seed.pair_key,
-            unix_start_s: seed.unix_start_s,
-        });
+        let chat = Pairing::new(chat_config(&config, seed));
+        Engine::with_chat(config, chat, 0, None)
+    }
+
+    /// Loop `thread` of a process whose loops share `process` (made with
+    /// the same `config` and `seed` for every loop).
+    pub fn threaded(config: Config, seed: Seed, process: Arc<Process>, thread: usize) -> Engine {
+        let chat = Pairing::shared(
+            chat_config(&config, seed),
+            process.matchmaker.clone(),
+            thread,
+            process.threads(),
+        );
+        Engine::with_chat(config, chat, thread, Some(process))
+    }
+
+    fn with_chat(
+        config: Config,
+        chat: Pairing,
+        thread: usize,
+        process: Option<Arc<Process>>,
+    ) -> Engine {
         Engine {
             sessions: Slab::with_capacity(config.max_connections.min(1 << 16)),
             config,
@@ -168,6 +192,19 @@ impl Engine {
             text: String::new(),
             now_ms: 0,
             shutdown_deadline_ms: None,
+            thread,
+            process,
+            cross_out: Vec::new(),
+        }
+    }
+
+    /// Copies this loop's counters where the other loops' `/metrics` read
+    /// them (a no-op with one loop). The driver calls it before it writes,
+    /// so a client that saw an answer finds it counted.
+    pub fn publish(&self) {
+        if let Some(mut slot) = self.process.as_ref().and_then(|p| p.snapshot(self.thread)) {
+            slot.totals.clone_from(&self.totals);
+            slot.chat = self.chat.local_metrics();
         }
     }
 
@@ -187,8 +224,11 @@ impl Engine {
     pub fn accept(&mut self, now_ms: u64) -> Option<ConnId> {
         self.now_ms = now_ms;
         self.totals.connections += 1;
-        if self.sessions.len() >= self.config.max_connections || self.shutdown_deadline_ms.is_some()
-        {
+        let full = match &self.process {
+            None => self.sessions.len() >= self.config.max_connections,
+            Some(p) => self.shutdown_deadline_ms.is_none() && !p.try_open(),
+        };
+        if full || self.shutdown_deadline_ms.is_some() {
             self.totals.connections_refused += 1;
             return None;
         }
@@ -456,6 +496,9 @@ impl Engine {
         }
         self.leave_chat(id);
         if let Some(session) = self.sessions.try_remove(id) {
+            if let Some(p) = &self.process {
+                p.closed();
+            }
             session.release(&mut self.pool);
             self.actions.push_back((id, Action::Close));
         }
@@ -520,6 +563,7 @@ impl Engine {
                 pool: &mut self.pool,
                 dirty: &mut self.dirty,
                 scratch: &mut self.scratch,
+                cross: &mut self.cross_out,
             },
         )
     }
@@ -547,6 +591,7 @@ struct Mailer<'a> {
     pool: &'a mut BufferPool,
     dirty: &'a mut Vec<ConnId>,
     scratch: &'a mut Vec<u8>,
+    cross: &'a mut Vec<u8>,
 }
 
 impl Outbox for Mailer<'_> {
@@ -565,6 +610,10 @@ impl Outbox for Mailer<'_> {
             self.dirty.push(to);
         }
     }
+
+    fn cross(&mut self, event: &Cross<'_>) {
+        self.encode_cross(event);
+    }
 }
 
 /// An outbox that delivers nothing (clients leaving at shutdown).
@@ -572,6 +621,21 @@ struct Discard;
 
 impl Outbox for Discard {
     fn send(&mut self, _to: ClientId, _msg: &ServerMsg<'_>) {}
+}
+
+/// The chat's settings from the server's.
+fn chat_config(config: &Config, seed: Seed) -> ChatConfig {
+    ChatConfig {
+        interest_wait_ms: duration_ms(config.interest_wait),
+        rate_per_sec: config.rate_limit,
+        video: VideoConfig::new(
+            &config.ice_servers,
+            config.turn_secret.clone(),
+            config.turn_ttl.as_secs(),
+        ),
+        pair_key: seed.pair_key,
+        unix_start_s: seed.unix_start_s,
+    }
 }
 
 fn duration_ms(d: std::time::Duration) -> u64 {

@@ -4,6 +4,10 @@
 //! the engine.
 
 mod event_loop;
+mod inbox;
+mod link;
+mod threads;
 
 pub use crate::config::Config;
 pub use event_loop::Server;
+pub use threads::Threads;
