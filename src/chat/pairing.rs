@@ -109,6 +109,8 @@ pub struct ChatMetrics {
     pub errors: [u64; ErrorCode::COUNT],
     /// Sessions ended with 1008 for flooding at 10x the rate limit.
     pub rate_limit_closes: u64,
+    /// Relays (`message`, `typing`, `signal`) to a partner on another loop.
+    pub cross_relayed: u64,
 }
 
 impl ChatMetrics {
@@ -122,6 +124,7 @@ impl ChatMetrics {
             *a += b;
         }
         self.rate_limit_closes += o.rate_limit_closes;
+        self.cross_relayed += o.cross_relayed;
     }
 
     /// All refused client messages.
@@ -427,14 +430,26 @@ impl Pairing {
             Ok(ClientMsg::Message { text }) => match chat {
                 Some(chat) => {
                     self.metrics.messages_relayed += 1;
-                    relay(id, chat, &ServerMsg::Message { text: &text }, out);
+                    relay(
+                        id,
+                        chat,
+                        &ServerMsg::Message { text: &text },
+                        &mut self.metrics,
+                        out,
+                    );
                 }
                 None => self.refuse(id, ErrorCode::NotPaired, out),
             },
             Ok(ClientMsg::Typing { active }) => match chat {
                 Some(chat) => {
                     self.metrics.typing_relayed += 1;
-                    relay(id, chat, &ServerMsg::Typing { active }, out);
+                    relay(
+                        id,
+                        chat,
+                        &ServerMsg::Typing { active },
+                        &mut self.metrics,
+                        out,
+                    );
                 }
                 None => self.refuse(id, ErrorCode::NotPaired, out),
             },
@@ -640,21 +655,31 @@ impl Pairing {
                 pair: chat.pair,
                 data,
             },
+            &mut self.metrics,
             out,
         );
     }
 }
 
 /// Sends `msg` from `from` to its partner, wherever it is.
-fn relay(from: ClientId, chat: Chat, msg: &ServerMsg<'_>, out: &mut dyn Outbox) {
+fn relay(
+    from: ClientId,
+    chat: Chat,
+    msg: &ServerMsg<'_>,
+    metrics: &mut ChatMetrics,
+    out: &mut dyn Outbox,
+) {
     match chat.partner {
         Peer::Here { conn } => out.send(conn, msg),
-        Peer::Thread(to) => out.cross(&Cross::Relay {
-            to,
-            from,
-            pair: chat.pair,
-            msg,
-        }),
+        Peer::Thread(to) => {
+            metrics.cross_relayed += 1;
+            out.cross(&Cross::Relay {
+                to,
+                from,
+                pair: chat.pair,
+                msg,
+            });
+        }
     }
 }
 

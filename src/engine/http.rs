@@ -127,6 +127,7 @@ impl Engine {
                             &sum.totals,
                             &sum.chat,
                         );
+                        p.render_loops(&mut self.text);
                     }
                 }
                 (

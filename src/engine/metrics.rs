@@ -120,6 +120,11 @@ pub fn render_metrics(
             chat.signals_relayed,
         ),
         (
+            "chat_cross_thread_relays_total",
+            "Relays to a partner on another thread (--threads N).",
+            chat.cross_relayed,
+        ),
+        (
             "chat_cross_thread_dropped_total",
             "Relays to a partner on another thread dropped: its inbox was full.",
             totals.cross_dropped,

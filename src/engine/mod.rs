@@ -205,6 +205,7 @@ impl Engine {
         if let Some(mut slot) = self.process.as_ref().and_then(|p| p.snapshot(self.thread)) {
             slot.totals.clone_from(&self.totals);
             slot.chat = self.chat.local_metrics();
+            slot.open = self.sessions.len();
         }
     }
 

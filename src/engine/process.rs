@@ -27,6 +27,8 @@ pub struct Process {
 pub(super) struct Snapshot {
     pub totals: Totals,
     pub chat: ChatMetrics,
+    /// The loop's open connections.
+    pub open: usize,
 }
 
 impl Process {
@@ -75,6 +77,20 @@ impl Process {
         self.snapshots
             .get(thread)
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// `chat_loop_open_connections{loop="i"}`: how evenly accepting spreads
+    /// the connections over the loops.
+    pub(super) fn render_loops(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str(
+            "# HELP chat_loop_open_connections Open TCP connections per event loop.\n\
+             # TYPE chat_loop_open_connections gauge\n",
+        );
+        for (i, slot) in self.snapshots.iter().enumerate() {
+            let open = slot.lock().unwrap_or_else(|e| e.into_inner()).open;
+            let _ = writeln!(out, "chat_loop_open_connections{{loop=\"{i}\"}} {open}");
+        }
     }
 
     /// Every loop's counters added up.

@@ -315,15 +315,15 @@ impl Server {
     fn flush_dirty(&mut self) {
         loop {
             if let Some(link) = &mut self.link {
+                // Counted before anyone can see the effect: before the
+                // other loops get the records, before the sockets the bytes.
+                self.engine.publish();
                 let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 link.send(&mut self.engine, now);
             }
             self.engine.take_dirty(&mut self.flushing);
             if self.flushing.is_empty() {
                 break;
-            }
-            if self.link.is_some() {
-                self.engine.publish();
             }
             for i in 0..self.flushing.len() {
                 if let Some(&id) = self.flushing.get(i) {
