@@ -9,6 +9,8 @@ use std::time::Duration;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+mod cross;
+
 /// A driver that never blocks unless told to: every socket takes all it is
 /// given, except the ones marked stalled, which take nothing.
 struct Harness {
@@ -52,6 +54,13 @@ impl Harness {
 
     fn default() -> Harness {
         Harness::new(Config::default())
+    }
+
+    /// Loop `thread` of a process sharing `process` (tests/cross.rs).
+    fn threaded(config: Config, process: Arc<Process>, thread: usize) -> Harness {
+        let mut h = Harness::new(config.clone());
+        h.engine = Engine::threaded(config, Seed::default(), process, thread);
+        h
     }
 
     fn connect(&mut self) -> ConnId {
