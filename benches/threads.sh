@@ -17,6 +17,8 @@
 #   ROWS="echo pingpong"
 #   PAIRS=1000     ping-pong pairs (chat-bench chat --ping-pong)
 #   PORT=19500
+#   IDLE=1 IDLE_CONNS="15000 10000"   the idle rows: RSS per idle WebSocket
+#                  (chat-bench idle) and how SO_REUSEPORT spread them
 # Rows:
 #   echo      chat-bench echo: 100 connections, 32 B, 16 in flight
 #   pingpong  chat-bench chat --ping-pong: PAIRS pairs, one message in
@@ -34,7 +36,7 @@ bench="$root/target/release/chat-bench"
 RUNS="${RUNS:-3}"
 WINDOW="${WINDOW:-8}"
 THREADS="${THREADS:-1 2}"
-ROWS="${ROWS:-echo pingpong}"
+ROWS="${ROWS-echo pingpong}"
 PAIRS="${PAIRS:-1000}"
 PORT="${PORT:-19500}"
 tck=$(getconf CLK_TCK)
@@ -105,8 +107,54 @@ run() {
     }'
 }
 
+# idle THREADS CONNS -> prints "rss_per_conn spread" (spread: connections
+# per loop from chat_loop_open_connections, read while they are held)
+idle() {
+    local threads=$1 conns=$2 port=$((PORT++))
+    (ulimit -n 40000 2>/dev/null
+     exec taskset -c 0,1 "$chat_bin" --listen "127.0.0.1:$port" --threads "$threads" \
+        --idle-timeout 600) >/dev/null 2>&1 &
+    local server=$! out
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+        sleep 0.1
+    done
+    out=$(mktemp)
+    (ulimit -n 40000 2>/dev/null
+     exec timeout 300 "$bench" idle --url "ws://127.0.0.1:$port/echo" --connections "$conns" \
+        --pid "$server" --hold 10 --sources 100) >"$out" 2>&1 &
+    local load=$!
+    for _ in $(seq 600); do
+        [ "$(metric "$port" chat_open_connections)" -ge "$conns" ] 2>/dev/null && break
+        sleep 0.1
+    done
+    local spread
+    spread=$(curl -s "http://127.0.0.1:$port/metrics" |
+        awk '/^chat_loop_open_connections/ { printf "%s%s", sep, $2; sep = "/" }')
+    wait "$load"
+    kill -TERM "$server" 2>/dev/null; wait "$server" 2>/dev/null
+    local per
+    per=$(sed -n 's/.*"rss_per_conn":\([0-9.]*\).*/\1/p' "$out")
+    rm -f "$out"
+    echo "${per:-?} ${spread:-1 loop}"
+}
+
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%.0f (%.0f-%.0f)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
 
+if [ "${IDLE:-1}" = 1 ]; then
+    echo "| idle connections | threads | RSS per idle connection (B) | connections per loop |"
+    echo "|---|---|---|---|"
+    for conns in ${IDLE_CONNS:-15000 10000}; do
+        for threads in $THREADS; do
+            for i in $(seq "$RUNS"); do
+                r=$(idle "$threads" "$conns")
+                log "idle $conns threads=$threads run $i: $r"
+                echo "| $conns | $threads | ${r% *} | ${r#* } |"
+            done
+        done
+    done
+    echo
+fi
 echo "| row | threads | msgs/s | msgs per server CPU-s | server CPU (cores) | cross-loop relays |"
 echo "|---|---|---|---|---|---|"
 for row in $ROWS; do
