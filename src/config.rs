@@ -27,6 +27,10 @@ pub const DEFAULT_RATE_LIMIT: u64 = crate::chat::pairing::DEFAULT_RATE_PER_SEC;
 pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 /// `--threads`: 0 picks one loop per CPU the process may run on.
 pub const DEFAULT_THREADS: usize = 0;
+/// Most event loops: every ordered pair of loops has a 256 KiB inbox, so
+/// address space grows with the square (1 GiB at 64, resident only as far
+/// as used).
+pub const MAX_THREADS: usize = 64;
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
@@ -75,12 +79,15 @@ pub struct Config {
 impl Config {
     /// How many event loops to run: `threads`, or for 0 the CPUs this
     /// process may run on (its affinity mask and cgroup quota, as
-    /// `std::thread::available_parallelism` reads them).
+    /// `std::thread::available_parallelism` reads them); at most
+    /// [`MAX_THREADS`].
     pub fn loops(&self) -> usize {
-        if self.threads > 0 {
-            return self.threads;
-        }
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        let n = if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        n.min(MAX_THREADS)
     }
 }
 

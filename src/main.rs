@@ -5,7 +5,7 @@ use chat::chat::TurnSecret;
 use chat::config::{
     parse_busy_poll, parse_duration, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT, DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_THREADS, DEFAULT_TURN_TTL,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_THREADS, DEFAULT_TURN_TTL, MAX_THREADS,
 };
 use chat::server::{Config, Threads};
 use clap::Parser;
@@ -90,10 +90,10 @@ struct Cli {
           value_name = "SECONDS", value_parser = seconds)]
     turn_ttl: Seconds,
 
-    /// Event loops, one per thread; 0 (the default): one per CPU this
-    /// process may run on. 1 is the single loop of a one-core server.
+    /// Event loops, one per thread (at most 64); 0 (the default): one per
+    /// CPU this process may run on. 1 is the single loop of a one-core server.
     #[arg(long, env = "CHAT_THREADS", default_value_t = DEFAULT_THREADS as u64, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(0..=1024))]
+          value_parser = clap::value_parser!(u64).range(0..=MAX_THREADS as u64))]
     threads: u64,
 }
 

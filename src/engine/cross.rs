@@ -25,14 +25,14 @@ const NUDGE: u8 = 4;
 
 /// The loop a record is for (None: not a record).
 pub fn record_thread(record: &[u8]) -> Option<usize> {
-    let b = record.get(4..6)?;
-    Some(usize::from(u16::from_le_bytes([b[0], b[1]])))
+    let b: [u8; 2] = record.get(4..6)?.try_into().ok()?;
+    Some(usize::from(u16::from_le_bytes(b)))
 }
 
 /// The length of the record at the start of `bytes` (None: incomplete).
 pub fn record_len(bytes: &[u8]) -> Option<usize> {
-    let b = bytes.get(..4)?;
-    let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    let len = u32::from_le_bytes(b) as usize;
     (len >= HEADER && len <= bytes.len()).then_some(len)
 }
 
@@ -167,6 +167,9 @@ impl Engine {
     }
 
     fn try_cross_input(&mut self, record: &[u8], now_ms: u64) -> Option<()> {
+        if record_len(record)? != record.len() {
+            return None;
+        }
         let kind = *record.get(6)?;
         let mut r = Reader::new(record.get(HEADER..)?);
         match kind {
@@ -193,7 +196,7 @@ impl Engine {
                 };
                 let mut common = Vec::new();
                 while let Some(len) = r.take(2) {
-                    let len = usize::from(u16::from_le_bytes([*len.first()?, *len.get(1)?]));
+                    let len = usize::from(u16::from_le_bytes(len.try_into().ok()?));
                     common.push(String::from_utf8_lossy(r.take(len)?).into_owned());
                 }
                 let (chat, mut mailer) = self.mailer();

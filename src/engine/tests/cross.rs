@@ -335,3 +335,35 @@ fn a_paired_overtaken_by_the_clients_own_next_is_dropped() {
         }
     );
 }
+
+#[test]
+fn truncated_or_garbled_records_are_ignored() {
+    let mut l = Loops::new(2);
+    let a = l.join(0);
+    let b = l.join(1);
+    l.settle();
+    l.types(0, a);
+    l.types(1, b);
+    l.say(0, a, "hello");
+    let record = l.h[0].engine.cross_output().to_vec();
+    l.h[0].engine.clear_cross_output();
+    assert_eq!(record_len(&record), Some(record.len()));
+    for cut in 0..record.len() {
+        let now = l.h[1].now;
+        l.h[1].engine.cross_input(&record[..cut], now);
+        // Records come from this process, never from the network: only
+        // the header and addressing are garbled here (a wrong length,
+        // loop, kind, connection or pair), not the JSON.
+        if cut < 7 + 24 {
+            let mut garbled = record.clone();
+            garbled[cut] ^= 0xff;
+            l.h[1].engine.cross_input(&garbled, now);
+        }
+        assert_eq!(record_len(&record[..cut]), None);
+    }
+    l.h[1].flush();
+    // Only copies with b's connection and pair intact can be delivered.
+    for v in l.chat(1, b) {
+        assert_eq!(v["type"], "message", "{v}");
+    }
+}
