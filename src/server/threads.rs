@@ -62,6 +62,7 @@ impl Threads {
         let links = Arc::new(Links::new(wakers));
         let start = Instant::now();
         let mut addr = config.listen;
+        refuse_if_taken(addr)?;
         let mut loops = Vec::with_capacity(n);
         for (i, poll) in polls.into_iter().enumerate() {
             let listener = reuseport_listener(addr)?;
@@ -134,6 +135,21 @@ impl Threads {
         }
         result
     }
+}
+
+/// `SO_REUSEPORT` would let this process share a port that another
+/// process (of the same user) listens on, each getting part of the
+/// connections. A port in use is an error, as with one loop: a socket
+/// without `SO_REUSEPORT` is bound to it first and let go (port 0 always
+/// gets a free port). Another process can still take the port in the
+/// microseconds between that check and the loops' binds.
+fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
 }
 
 /// A listening socket that other loops' sockets share (`SO_REUSEPORT`).
