@@ -199,10 +199,20 @@ fn steady_state_echo_and_relay_allocate_nothing() {
     let addr = start_threads();
     let (mut a, mut b) = cross_pair(addr, &frame, &mut buf);
     relay_round_trips(&mut a, &mut b, &frame, 1_000, &mut buf);
-    let before = allocations();
-    relay_round_trips(&mut a, &mut b, &frame, 10_000, &mut buf);
-    let cross_allocs = allocations() - before;
-    println!("relay across loops: {cross_allocs} allocations over 20000 messages");
+    // Up to three windows: the timer wheels of this newer server's loops
+    // allocate a slot's list the first time time reaches it (not per
+    // message), which a slow debug run can hit inside the first window.
+    let mut cross_allocs = u64::MAX;
+    for _ in 0..3 {
+        let before = allocations();
+        relay_round_trips(&mut a, &mut b, &frame, 10_000, &mut buf);
+        let n = allocations() - before;
+        println!("relay across loops: {n} allocations over 20000 messages");
+        cross_allocs = cross_allocs.min(n);
+        if n == 0 {
+            break;
+        }
+    }
 
     assert_eq!(echo_allocs, 0, "echo allocates in steady state");
     assert_eq!(relay_allocs, 0, "relay allocates in steady state");
