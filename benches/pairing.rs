@@ -5,11 +5,13 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use chat::chat::matchmaker::Matchmaker;
 use chat::chat::{ChatConfig, ClientId, Outbox, Pairing, ServerMsg};
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
+use std::sync::{Arc, Mutex};
 
 /// Drops every message (black-boxed so building it is not optimised away).
 struct NoOutbox;
@@ -63,29 +65,43 @@ fn connect_pair(c: &mut Criterion) {
     // Two clients connect and are paired (the second finds the first);
     // both disconnect untimed after each batch.
     group.throughput(Throughput::Elements(2));
-    group.bench_function("connect_pair_2_clients", |b| {
-        let mut p = Pairing::new(config());
-        let mut out = NoOutbox;
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH) as usize;
-                let start = Instant::now();
-                for i in 0..n {
-                    p.on_connect(2 * i, None, 0, &mut out);
-                    p.on_connect(2 * i + 1, None, 0, &mut out);
+    // The same through the matchmaker shared by `--threads N` (behind its
+    // Mutex, uncontended): the lock's price per join.
+    for shared in [false, true] {
+        let name = if shared {
+            "connect_pair_2_clients_shared_matchmaker"
+        } else {
+            "connect_pair_2_clients"
+        };
+        group.bench_function(name, |b| {
+            let mut p = if shared {
+                let m = Matchmaker::new(config().interest_wait_ms, 0);
+                Pairing::shared(config(), Arc::new(Mutex::new(m)), 0, 1)
+            } else {
+                Pairing::new(config())
+            };
+            let mut out = NoOutbox;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(BATCH) as usize;
+                    let start = Instant::now();
+                    for i in 0..n {
+                        p.on_connect(2 * i, None, 0, &mut out);
+                        p.on_connect(2 * i + 1, None, 0, &mut out);
+                    }
+                    total += start.elapsed();
+                    for id in 0..2 * n {
+                        p.on_disconnect(id, 0, &mut out);
+                    }
+                    left -= n as u64;
                 }
-                total += start.elapsed();
-                for id in 0..2 * n {
-                    p.on_disconnect(id, 0, &mut out);
-                }
-                left -= n as u64;
-            }
-            assert_eq!(p.counts().online, 0);
-            total
+                assert_eq!(p.counts().online, 0);
+                total
+            });
         });
-    });
+    }
 
     // One `message` from a paired client, relayed to its partner.
     group.throughput(Throughput::Elements(1));

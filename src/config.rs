@@ -33,6 +33,12 @@ pub const DEFAULT_DEFLATE: bool = true;
 /// size (zlib's per-message reset), and under ~1.4 KB a message is one TCP
 /// segment compressed or not, so below this it saves bytes, no packets.
 pub const DEFAULT_DEFLATE_MIN_SIZE: usize = 1024;
+/// `--threads`: 0 picks one loop per CPU the process may run on.
+pub const DEFAULT_THREADS: usize = 0;
+/// Most event loops: every ordered pair of loops has a 256 KiB inbox, so
+/// address space grows with the square (1 GiB at 64, resident only as far
+/// as used).
+pub const MAX_THREADS: usize = 64;
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
@@ -109,6 +115,23 @@ pub struct Config {
     pub safety: SafetyConfig,
     /// `--rules-file`'s content for `GET /rules` (None: [`DEFAULT_RULES`]).
     pub rules: Option<String>,
+    /// `--threads`: event loops (0: one per CPU, see [`Config::loops`]).
+    pub threads: usize,
+}
+
+impl Config {
+    /// How many event loops to run: `threads`, or for 0 the CPUs this
+    /// process may run on (its affinity mask and cgroup quota, as
+    /// `std::thread::available_parallelism` reads them); at most
+    /// [`MAX_THREADS`].
+    pub fn loops(&self) -> usize {
+        let n = if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        n.min(MAX_THREADS)
+    }
 }
 
 impl Default for Config {
@@ -134,6 +157,7 @@ impl Default for Config {
             deflate_min_size: DEFAULT_DEFLATE_MIN_SIZE,
             safety: SafetyConfig::default(),
             rules: None,
+            threads: DEFAULT_THREADS,
         }
     }
 }

@@ -7,12 +7,12 @@ use chat::config::{
     DEFAULT_BLOCK_HOURS, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_INTEREST_WAIT, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_SESSIONS_PER_MINUTE_PER_IP,
-    DEFAULT_TURN_TTL,
+    DEFAULT_THREADS, DEFAULT_TURN_TTL, MAX_THREADS,
 };
 use chat::config::{DEFAULT_DEFLATE, DEFAULT_DEFLATE_MIN_SIZE};
 use chat::safety::addr::Cidr;
 use chat::safety::{SafetyConfig, SafetyHandle};
-use chat::server::{Config, Server, TlsAcceptor, TlsFiles};
+use chat::server::{Config, Threads, TlsAcceptor, TlsFiles};
 use clap::Parser;
 use log::{info, warn};
 use std::fmt;
@@ -176,6 +176,12 @@ struct Cli {
     #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE", value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
 
+    /// Event loops, one per thread (at most 64); 0 (the default): one per
+    /// CPU this process may run on. 1 is the single loop of a one-core server.
+    #[arg(long, env = "CHAT_THREADS", default_value_t = DEFAULT_THREADS as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_THREADS as u64))]
+    threads: u64,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -292,6 +298,7 @@ impl Cli {
                 blocked_words: self.blocked_words,
             },
             rules: self.rules_file,
+            threads: usize::try_from(self.threads).unwrap_or(1),
             ..Config::default()
         }
     }
@@ -474,7 +481,7 @@ fn main() -> ExitCode {
     let has_secret = config.turn_secret.is_some();
     let has_turn = config.ice_servers.iter().any(|u| u.starts_with("turn"));
     let listen = config.listen;
-    let mut server = match Server::bind_with_safety(config, safety.clone()) {
+    let mut server = match Threads::bind_with_safety(config, safety.clone()) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("chat: cannot listen on {listen}: {e}");
@@ -494,6 +501,7 @@ fn main() -> ExitCode {
     } else {
         addr
     };
+    info!("{} event loop(s)", server.loop_count());
     info!(
         "chat listening on {addr}; open http{scheme}://{page_host}/ \
          (echo: ws{scheme}://{page_host}/echo)"
@@ -584,6 +592,7 @@ mod tests {
             "--auto-ban-minutes=30",
             "--ban-file=/tmp/b",
             "--blocked-words=/tmp/w",
+            "--threads=3",
         ])
         .into_config();
         let want = Config {
@@ -617,6 +626,7 @@ mod tests {
                 ban_file: Some("/tmp/b".into()),
                 blocked_words: Some("/tmp/w".into()),
             },
+            threads: 3,
             ..Config::default()
         };
         assert_eq!(config, want);

@@ -396,10 +396,15 @@ fn slow_chat_reader_is_closed_and_its_partner_told() {
         during = during.max(rss_kib(pid));
     }
     // The flooder hears that its stranger left; other pairs never waited.
-    assert_eq!(
-        flooder.recv_json(),
-        json!({"type":"left","reason":"disconnected"})
-    );
+    // (With several loops a relay that finds the inbox of its partner's
+    // loop full is refused `rate_limited`: README "Threads".)
+    let heard = loop {
+        let v = flooder.recv_json();
+        if v["type"] != "error" || v["code"] != "rate_limited" {
+            break v;
+        }
+    };
+    assert_eq!(heard, json!({"type":"left","reason":"disconnected"}));
     c.send_json(json!({"type":"message","text":"unaffected"}));
     assert_eq!(d.recv_json()["text"], "unaffected");
     // The reader, reading at last, finds the messages it was owed, then 1008.

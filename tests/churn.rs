@@ -405,8 +405,14 @@ fn echo_60_kib_and_keep_one(server: SocketAddr, wss: &mut [Ws]) {
 
 /// Opens `n` connections and runs `steps` on them (after a warm-up with
 /// the same steps); the server's RSS growth per connection in bytes.
+///
+/// One loop (`--threads 1`): with several, each loop's own read buffer and
+/// buffer pool would first fill during the measurement and be counted as
+/// per-connection cost (a fixed ~72 KiB per loop; BENCHMARKS.md "Threads").
 fn bytes_per_connection(n: usize, steps: impl Fn(SocketAddr, &mut [Ws])) -> u64 {
-    let server = ServerProcess::start(&LONG_TIMEOUTS);
+    let mut args = LONG_TIMEOUTS.to_vec();
+    args.extend(["--threads", "1"]);
+    let server = ServerProcess::start(&args);
     let (addr, pid) = (server.addr, server.pid());
     let mut warm = open_echo(addr, 0, WARM_UP);
     steps(addr, &mut warm);

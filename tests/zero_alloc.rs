@@ -4,8 +4,10 @@
 //! so every allocation counted in the measured stretch is the server's.
 //!
 //! One test function only: other tests on other threads would allocate.
+//! It covers one loop (echo, relay) and a relay between two loops of
+//! `--threads 2` (through the inboxes).
 
-use chat::server::{Config, Server};
+use chat::server::{Config, Server, Threads};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -50,6 +52,58 @@ fn start_server() -> SocketAddr {
     let addr = server.local_addr().unwrap();
     std::thread::spawn(move || server.run());
     addr
+}
+
+/// `--threads 2`: relays between loops go through the inboxes.
+fn start_threads() -> SocketAddr {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rate_limit: 1_000_000,
+        threads: 2,
+        ..Config::default()
+    };
+    let server = Threads::bind(config).unwrap();
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || server.run());
+    addr
+}
+
+/// A counter from `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A chat pair whose two clients are on different loops (found by trying:
+/// the kernel picks the loop).
+fn cross_pair(addr: SocketAddr, frame: &[u8], buf: &mut [u8; 256]) -> (TcpStream, TcpStream) {
+    for _ in 0..50 {
+        let mut a = ws_connect(addr, "/");
+        read_frame(&mut a, buf); // waiting
+        let mut b = ws_connect(addr, "/");
+        read_frame(&mut b, buf); // waiting
+        read_frame(&mut a, buf); // paired
+        read_frame(&mut b, buf); // paired
+        let before = metric(addr, "chat_cross_thread_relays_total");
+        a.write_all(frame).unwrap();
+        read_frame(&mut b, buf);
+        if metric(addr, "chat_cross_thread_relays_total") > before {
+            return (a, b);
+        }
+    }
+    panic!("no pair across the two loops in 50 tries");
 }
 
 fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
@@ -215,11 +269,24 @@ fn steady_state_echo_and_relay_allocate_nothing() {
     let zrelay_allocs = allocations() - before;
     println!("compressed relay: {zrelay_allocs} allocations over 20000 messages");
 
+    // Chat relay between two loops of `--threads 2`.
+    let addr = start_threads();
+    let (mut a, mut b) = cross_pair(addr, &frame, &mut buf);
+    relay_round_trips(&mut a, &mut b, &frame, 1_000, &mut buf);
+    let before = allocations();
+    relay_round_trips(&mut a, &mut b, &frame, 10_000, &mut buf);
+    let cross_allocs = allocations() - before;
+    println!("relay across loops: {cross_allocs} allocations over 20000 messages");
+
     assert_eq!(echo_allocs, 0, "echo allocates in steady state");
     assert_eq!(relay_allocs, 0, "relay allocates in steady state");
     assert_eq!(zecho_allocs, 0, "compressed echo allocates in steady state");
     assert_eq!(
         zrelay_allocs, 0,
         "compressed relay allocates in steady state"
+    );
+    assert_eq!(
+        cross_allocs, 0,
+        "relay across loops allocates in steady state"
     );
 }

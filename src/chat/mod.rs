@@ -22,7 +22,9 @@
 //!   plus `--turn-ttl` without the chat ever reading a clock.
 
 mod error;
+pub mod matchmaker;
 pub mod pairing;
+pub mod peer;
 pub mod protocol;
 mod safety;
 #[cfg(test)]
@@ -44,6 +46,10 @@ pub trait Outbox {
     /// Delivers one message to client `to`; called in the order the
     /// client must see them.
     fn send(&mut self, to: ClientId, msg: &ServerMsg<'_>);
+
+    /// Hands an event for a client of another event loop to the driver
+    /// (with one loop there are none: the default drops them).
+    fn cross(&mut self, _event: &peer::Cross<'_>) {}
 }
 
 /// Live counts for `/stats` and `/metrics`.

@@ -1,35 +1,16 @@
-//! The chat-roulette state machine: queue, pairs, interests, rate limits.
+//! A loop's chat sessions: relays, rate limits and the video budget of
+//! each of its clients, in front of the matchmaking they share.
 //!
-//! # Data structures and costs
+//! [`Pairing`] is one event loop's part of the chat. Joining, `next`,
+//! interests, leaving and the interest-wait timer go to the
+//! [`Matchmaker`] (owned with one thread; behind one `Mutex` shared by every
+//! loop with `--threads N`). A relayed `message`, `typing` or `signal`
+//! needs only the sender's own session here: its partner's [`Peer`]
+//! address, its pair id and its buckets; it never takes the lock. A partner
+//! on another loop is reached through a [`Cross`] event the driver carries.
 //!
-//! Clients live in a `Vec<Option<Client>>` indexed by [`ClientId`] (the
-//! event loop's slab index, small and reused). Every time a client is
-//! queued it gets a fresh, ever-increasing sequence number `seq`; "longest
-//! waiting" means "smallest `seq`". The queued clients are indexed three
-//! ways, each an ordered map keyed by `seq`:
-//!
-//! * `queue`: every queued client (for counts and the re-pair rule);
-//! * `open`: queued clients who take anyone: no interests, or interest
-//!   wait over;
-//! * `by_tag`: for each tag, the queued clients with that tag.
-//!
-//! Queueing, leaving the queue (pairing, `next`, disconnect) and finding a
-//! partner are O(log n) in the number of queued clients, whatever the queue
-//! holds. The one exception, for interests: a client with k tags (k ≤ 10)
-//! is in k tag maps, so queueing, leaving and searching cost
-//! O(k · log n) plus k hash lookups of the tag strings. Searching never
-//! scans: in any of these maps at most two entries can be unacceptable
-//! (the searcher itself and its previous stranger), so the answer is among
-//! the first three. Blocks (`chat::safety`) add one step per queued client
-//! whose address is blocked with the searcher's, skipped in place so
-//! everyone else keeps their turn; at most 1,000 such steps per map, and
-//! none at all (one atomic load) while no block is in force.
-//!
-//! Interest waits all have the same length, so their deadlines expire in
-//! the order they were set: a `VecDeque` of `(deadline, id, wait_gen)`
-//! pushed at the back, popped at the front. Entries made stale by pairing or
-//! leaving are not searched for; they are skipped (and dropped) when they
-//! reach the front, so `next_deadline` is O(1) and exact after every call.
+//! Sessions live in a `Vec<Option<Session>>` indexed by [`ClientId`] (the
+//! loop's slab index, small and reused).
 //!
 //! # Decisions where PROTOCOL.md is silent
 //!
@@ -68,12 +49,16 @@
 //!   when an interest wait ends or tags change, the searcher may be the
 //!   earlier one, and then it is the initiator.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use slab::Slab;
 
+use super::matchmaker::{Gid, MatchOut, Matchmaker, Member};
+use super::peer::{Address, Cross, Peer};
 use super::protocol::{interests_from_query, parse_client, ClientMsg, ErrorCode, LeftReason};
+use super::safety::{Recent, Ring};
 use super::video::{Ice, PairId, VideoConfig, SIGNAL_BUDGET};
 use super::{ClientId, Counts, Outbox, ServerMsg, SessionError};
 use crate::safety::SafetyHandle;
@@ -132,9 +117,24 @@ pub struct ChatMetrics {
     pub errors: [u64; ErrorCode::COUNT],
     /// Sessions ended with 1008 for flooding at 10x the rate limit.
     pub rate_limit_closes: u64,
+    /// Relays (`message`, `typing`, `signal`) to a partner on another loop.
+    pub cross_relayed: u64,
 }
 
 impl ChatMetrics {
+    /// Adds another loop's totals.
+    pub fn add(&mut self, o: &ChatMetrics) {
+        self.messages_relayed += o.messages_relayed;
+        self.typing_relayed += o.typing_relayed;
+        self.pairs += o.pairs;
+        self.signals_relayed += o.signals_relayed;
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+        self.rate_limit_closes += o.rate_limit_closes;
+        self.cross_relayed += o.cross_relayed;
+    }
+
     /// All refused client messages.
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().sum()
@@ -220,83 +220,160 @@ impl RateLimit {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum State {
-    /// In the queue under key `Client::seq`.
-    Queued,
-    Chatting(ClientId),
-    Idle,
-}
-
+/// A chat client of this loop.
 #[derive(Debug)]
-pub(super) struct Client {
-    /// Unique per connection (ids are reused, serials are not).
-    serial: u64,
-    state: State,
-    /// Normalised, sorted, deduplicated.
-    tags: Vec<String>,
-    /// Serial of the most recent partner.
-    prev: Option<u64>,
-    /// Queue key while queued.
-    seq: u64,
-    /// While queued: takes anyone (no tags, or interest wait over).
-    open: bool,
-    /// Identifies the current interest wait's deadline entry.
-    wait_gen: u64,
+pub(super) struct Session {
+    /// Its serial from the matchmaker.
+    pub(super) serial: u64,
     rate: RateLimit,
-    /// The current pair's id (meaningful while chatting).
-    pair: PairId,
-    /// Signals sent within the current pair.
-    signals: u32,
-    /// No `rate_limited` answer for a signal before this time.
-    signal_quiet_until_ms: u64,
+    /// The current pair, while chatting.
+    pub(super) chat: Option<Chat>,
     /// The client's address (None in tests that give none).
     pub(super) addr: Option<IpAddr>,
     /// The evidence ring of the current or last pair (`rings` key).
     pub(super) ring: Option<usize>,
     /// The last stranger, once the pair ended: for `block`/`report`.
-    pub(super) recent: Option<super::safety::Recent>,
+    pub(super) recent: Option<Recent>,
 }
 
-impl Client {
-    pub(super) fn state(&self) -> State {
-        self.state
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Chat {
+    pub(super) partner: Peer,
+    /// The stranger's address (for `block` and `report`).
+    pub(super) partner_addr: Option<IpAddr>,
+    pub(super) pair: PairId,
+    /// Signals sent within this pair.
+    signals: u32,
+    /// No `rate_limited` answer for a signal before this time.
+    signal_quiet_until_ms: u64,
+}
+
+/// The matchmaker, owned or shared. One per loop, never moved once
+/// built: the size of the owned one does not matter.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+enum Matchmaking {
+    Own(Matchmaker),
+    Shared(Arc<Mutex<Matchmaker>>),
+}
+
+/// Which loop this is, of how many.
+#[derive(Clone, Copy, Debug)]
+struct Shard {
+    index: usize,
+    count: usize,
+}
+
+impl Shard {
+    fn gid(self, conn: ClientId) -> Gid {
+        conn.saturating_mul(self.count).saturating_add(self.index)
     }
 
-    pub(super) fn serial(&self) -> u64 {
-        self.serial
+    fn is_here(self, gid: Gid) -> bool {
+        gid % self.count == self.index
+    }
+
+    fn address(self, m: Member) -> Address {
+        Address {
+            thread: m.gid % self.count,
+            conn: m.gid / self.count,
+            serial: m.serial,
+        }
+    }
+
+    fn peer(self, m: Member) -> Peer {
+        if self.is_here(m.gid) {
+            Peer::Here {
+                conn: m.gid / self.count,
+            }
+        } else {
+            Peer::Thread(self.address(m))
+        }
     }
 }
 
-/// All chat clients and their state.
-#[derive(Debug, Default)]
+/// One loop's chat clients (see the module doc).
+#[derive(Debug)]
 pub struct Pairing {
     pub(super) config: ChatConfig,
-    clients: Vec<Option<Client>>,
-    online: usize,
-    chatting: usize,
-    next_serial: u64,
-    next_seq: u64,
-    next_wait_gen: u64,
-    /// Pairings made so far: the counter behind pair ids.
-    next_pair: u64,
-    queue: BTreeMap<u64, ClientId>,
-    open: BTreeMap<u64, ClientId>,
-    by_tag: HashMap<String, BTreeMap<u64, ClientId>>,
-    /// `(deadline_ms, id, wait_gen)` in deadline order.
-    deadlines: VecDeque<(u64, ClientId, u64)>,
+    shard: Shard,
+    matchmaking: Matchmaking,
+    pub(super) sessions: Vec<Option<Session>>,
+    /// Evidence rings of this loop's pairs that talked, each held by at
+    /// most the pair's two clients (`Session::ring`; one when the stranger
+    /// is on another loop, which keeps its own): at most one per online
+    /// client.
+    pub(super) rings: Slab<Ring>,
+    /// Shared matchmaking only: interest-wait deadlines this loop has seen
+    /// set, increasing, each once. Bound: they lie within one
+    /// `--interest-wait` of now and are whole milliseconds, so at most
+    /// `interest_wait_ms + 1` entries.
+    deadlines: VecDeque<u64>,
     metrics: ChatMetrics,
-    /// Evidence rings of pairs that talked, each shared by at most two
-    /// clients (`Client::ring`): at most one per online client.
-    pub(super) rings: Slab<super::safety::Ring>,
 }
 
 impl Pairing {
-    /// No clients yet; `config` holds for the life of the chat.
+    /// The chat of a server with one loop; `config` holds for its life.
     pub fn new(config: ChatConfig) -> Pairing {
+        let matchmaker = Matchmaker::new(config.interest_wait_ms, config.pair_key).with_safety(
+            config.safety.clone(),
+            config.unix_start_s.saturating_mul(1000),
+        );
+        Pairing::with(config, Matchmaking::Own(matchmaker), 0, 1)
+    }
+
+    /// Loop `index` of `count`, sharing `matchmaker` with the others.
+    pub fn shared(
+        config: ChatConfig,
+        matchmaker: Arc<Mutex<Matchmaker>>,
+        index: usize,
+        count: usize,
+    ) -> Pairing {
+        Pairing::with(config, Matchmaking::Shared(matchmaker), index, count.max(1))
+    }
+
+    fn with(config: ChatConfig, matchmaking: Matchmaking, index: usize, count: usize) -> Pairing {
         Pairing {
             config,
-            ..Pairing::default()
+            shard: Shard { index, count },
+            matchmaking,
+            sessions: Vec::new(),
+            rings: Slab::new(),
+            deadlines: VecDeque::new(),
+            metrics: ChatMetrics::default(),
+        }
+    }
+
+    /// Runs `f` on the matchmaker (under its lock when shared) with a
+    /// deliverer for what it decides.
+    pub(super) fn matchmake<R>(
+        &mut self,
+        now_ms: u64,
+        out: &mut dyn Outbox,
+        f: impl FnOnce(&mut Matchmaker, &mut Deliver<'_>) -> R,
+    ) -> R {
+        let mut deliver = Deliver {
+            config: &self.config,
+            shard: self.shard,
+            sessions: &mut self.sessions,
+            rings: &mut self.rings,
+            now_ms,
+            out,
+        };
+        match &mut self.matchmaking {
+            Matchmaking::Own(m) => f(m, &mut deliver),
+            Matchmaking::Shared(shared) => {
+                // A panic elsewhere cannot leave the queue half-updated in a
+                // way that matters more than stopping the chat would.
+                let mut m = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let result = f(&mut m, &mut deliver);
+                if let Some(at) = m.last_deadline() {
+                    if self.deadlines.back().map_or(true, |&last| at > last) {
+                        self.deadlines.push_back(at);
+                    }
+                }
+                result
+            }
         }
     }
 
@@ -325,42 +402,33 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
-        if self.client(id).is_some() {
-            // The loop never does this; keep the books straight if it did.
-            self.on_disconnect(id, now_ms, out);
-        }
-        if self.clients.len() <= id {
-            self.clients.resize_with(id + 1, || None);
-        }
         let tags = interests_query
             .map(interests_from_query)
             .unwrap_or_default();
-        let serial = self.next_serial;
-        self.next_serial += 1;
-        if let Some(slot) = self.clients.get_mut(id) {
-            *slot = Some(Client {
-                serial,
-                state: State::Idle,
-                tags,
-                prev: None,
-                seq: 0,
-                open: false,
-                wait_gen: 0,
+        if self.sessions.len() <= id {
+            self.sessions.resize_with(id + 1, || None);
+        }
+        if let Some(slot) = self.sessions.get_mut(id) {
+            *slot = Some(Session {
+                serial: u64::MAX,
                 rate: RateLimit::new(now_ms, self.config.rate_per_sec),
-                pair: PairId::default(),
-                signals: 0,
-                signal_quiet_until_ms: 0,
+                chat: None,
                 addr,
                 ring: None,
                 recent: None,
             });
-            self.online += 1;
-            self.search(id, now_ms, out);
         }
-        self.finish_turn(now_ms, out);
+        let gid = self.shard.gid(id);
+        // The serial is needed before `paired` can be delivered: the
+        // matchmaker hands it to the deliverer first.
+        let serial = self.matchmake(now_ms, out, |m, d| m.connect(gid, tags, addr, now_ms, d));
+        if let Some(s) = self.session_mut(id) {
+            s.serial = serial;
+        }
     }
 
-    /// One text message (raw bytes, valid UTF-8) from a client.
+    /// One text message from client `id`. `Err` asks the caller to close
+    /// the session (see [`SessionError`]).
     pub fn on_text(
         &mut self,
         id: ClientId,
@@ -375,7 +443,7 @@ impl Pairing {
                 return Ok(());
             }
             Err(ErrorCode::SignalTooLarge) => {
-                if self.client(id).is_some() {
+                if self.session(id).is_some() {
                     self.refuse(id, ErrorCode::SignalTooLarge, out);
                 }
                 return Ok(());
@@ -383,11 +451,11 @@ impl Pairing {
             _ => {}
         }
         let rate = self.config.rate_per_sec;
-        let Some(client) = self.client_mut(id) else {
+        let Some(session) = self.session_mut(id) else {
             return Ok(());
         };
-        let state = client.state;
-        match client.rate.check(now_ms, rate) {
+        let chat = session.chat;
+        match session.rate.check(now_ms, rate) {
             Verdict::Pass => {}
             Verdict::Drop { notify } => {
                 self.drop_rate_limited(id, notify, out);
@@ -400,105 +468,202 @@ impl Pairing {
         }
         match parsed {
             Err(code) => self.refuse(id, code, out),
-            Ok(ClientMsg::Message { text }) => match state {
-                State::Chatting(_) if self.blocked_word(&text) => {
-                    self.refuse(id, ErrorCode::BlockedWord, out)
-                }
-                State::Chatting(partner) => {
+            Ok(ClientMsg::Message { text }) => match chat {
+                Some(_) if self.blocked_word(&text) => self.refuse(id, ErrorCode::BlockedWord, out),
+                Some(chat) => {
                     self.metrics.messages_relayed += 1;
-                    self.record(id, partner, &text);
-                    out.send(partner, &ServerMsg::Message { text: &text });
+                    self.record(id, chat, &text);
+                    relay(
+                        id,
+                        chat,
+                        &ServerMsg::Message { text: &text },
+                        &mut self.metrics,
+                        out,
+                    );
                 }
-                _ => self.refuse(id, ErrorCode::NotPaired, out),
+                None => self.refuse(id, ErrorCode::NotPaired, out),
             },
-            Ok(ClientMsg::Typing { active }) => match state {
-                State::Chatting(partner) => {
+            Ok(ClientMsg::Typing { active }) => match chat {
+                Some(chat) => {
                     self.metrics.typing_relayed += 1;
-                    out.send(partner, &ServerMsg::Typing { active });
+                    relay(
+                        id,
+                        chat,
+                        &ServerMsg::Typing { active },
+                        &mut self.metrics,
+                        out,
+                    );
                 }
-                _ => self.refuse(id, ErrorCode::NotPaired, out),
+                None => self.refuse(id, ErrorCode::NotPaired, out),
             },
-            Ok(ClientMsg::Next) => self.next(id, now_ms, out),
+            Ok(ClientMsg::Next) => {
+                self.end_own_chat(id, now_ms);
+                let gid = self.shard.gid(id);
+                self.matchmake(now_ms, out, |m, d| m.next(gid, now_ms, d));
+            }
+            Ok(ClientMsg::Interests { tags }) => {
+                let gid = self.shard.gid(id);
+                self.matchmake(now_ms, out, |m, d| m.set_interests(gid, tags, now_ms, d));
+            }
             Ok(ClientMsg::Block) => self.block(id, None, now_ms, out),
             Ok(ClientMsg::Report { reason, note }) => {
                 self.block(id, Some((reason, note)), now_ms, out)
             }
-            Ok(ClientMsg::Interests { tags }) => self.set_interests(id, tags, now_ms, out),
             // Handled above, before the rate limit.
             Ok(ClientMsg::Signal { .. }) => {}
         }
-        self.finish_turn(now_ms, out);
         Ok(())
     }
 
     /// The client is gone (closed, dropped, or failed).
     pub fn on_disconnect(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
-        let Some(state) = self.client(id).map(|c| c.state) else {
+        let Some(session) = self.sessions.get_mut(id).and_then(Option::take) else {
             return;
         };
-        match state {
-            State::Queued => self.unindex(id),
-            State::Chatting(partner) => {
-                self.pair_ended(id, partner, now_ms);
-                self.leave(partner, LeftReason::Disconnected, out)
-            }
-            State::Idle => {}
-        }
-        self.release_ring(id);
-        if let Some(slot) = self.clients.get_mut(id) {
-            *slot = None;
-        }
-        self.online = self.online.saturating_sub(1);
-        self.finish_turn(now_ms, out);
+        release_ring(&mut self.rings, session.ring);
+        let gid = self.shard.gid(id);
+        self.matchmake(now_ms, out, |m, d| m.disconnect(gid, now_ms, d));
     }
 
     /// Earliest time `on_tick` has work to do (an interest wait ends).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.front().map(|&(deadline, _, _)| deadline)
+        match &self.matchmaking {
+            Matchmaking::Own(m) => m.next_deadline(),
+            Matchmaking::Shared(_) => self.deadlines.front().copied(),
+        }
     }
 
     /// Ends the interest waits due by `now_ms`; those clients now take
     /// anyone and are paired if someone fits.
     pub fn on_tick(&mut self, now_ms: u64, out: &mut dyn Outbox) {
-        while let Some(&(deadline, id, wait_gen)) = self.deadlines.front() {
-            if deadline > now_ms {
-                break;
-            }
+        while self.deadlines.front().is_some_and(|&at| at <= now_ms) {
             self.deadlines.pop_front();
-            if !self.in_wait(id, wait_gen) {
-                continue;
-            }
-            if let Some(c) = self.client_mut(id) {
-                c.open = true;
-                let seq = c.seq;
-                self.open.insert(seq, id);
-                self.try_pair(id, now_ms, out);
-            }
         }
-        self.finish_turn(now_ms, out);
+        self.matchmake(now_ms, out, |m, d| m.tick(now_ms, d));
     }
 
-    /// How many clients are online, queued and chatting right now (for
-    /// `/stats` and `/metrics`).
+    /// How many clients are online, queued and chatting right now, in
+    /// the whole process (for `/stats` and `/metrics`).
     pub fn counts(&self) -> Counts {
-        Counts {
-            online: self.online,
-            waiting: self.queue.len(),
-            chatting: self.chatting,
+        match &self.matchmaking {
+            Matchmaking::Own(m) => m.counts(),
+            Matchmaking::Shared(m) => m.lock().unwrap_or_else(|e| e.into_inner()).counts(),
         }
     }
 
-    /// Totals for `/metrics`.
+    /// Totals for `/metrics`: this loop's, with the pairs made process-wide.
     pub fn metrics(&self) -> ChatMetrics {
+        let pairs = match &self.matchmaking {
+            Matchmaking::Own(m) => m.pairs(),
+            Matchmaking::Shared(m) => m.lock().unwrap_or_else(|e| e.into_inner()).pairs(),
+        };
+        ChatMetrics {
+            pairs,
+            ..self.metrics
+        }
+    }
+
+    /// This loop's totals alone (`pairs` is 0: it is process-wide).
+    pub fn local_metrics(&self) -> ChatMetrics {
         self.metrics
     }
 
-    pub(super) fn client(&self, id: ClientId) -> Option<&Client> {
-        self.clients.get(id).and_then(Option::as_ref)
+    // ---- events from other loops ----------------------------------------
+
+    /// Whether a message relayed from another loop for `conn` in `pair`
+    /// is to be delivered: `pair` is its current pair.
+    pub fn relay_in(&self, conn: ClientId, pair: PairId) -> bool {
+        self.session(conn)
+            .and_then(|s| s.chat)
+            .is_some_and(|c| c.pair == pair)
     }
 
-    pub(super) fn client_mut(&mut self, id: ClientId) -> Option<&mut Client> {
-        self.clients.get_mut(id).and_then(Option::as_mut)
+    /// `to` (a client of this loop) was paired by another loop.
+    #[allow(clippy::too_many_arguments)]
+    pub fn paired_in(
+        &mut self,
+        to: Address,
+        (partner, partner_addr): (Address, Option<IpAddr>),
+        pair: PairId,
+        initiator: bool,
+        common: &[String],
+        now_ms: u64,
+        out: &mut dyn Outbox,
+    ) {
+        let member = Member {
+            gid: self.shard.gid(to.conn),
+            serial: to.serial,
+            addr: None,
+        };
+        let current = match &self.matchmaking {
+            Matchmaking::Own(m) => m.is_current(member, pair),
+            Matchmaking::Shared(m) => m
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_current(member, pair),
+        };
+        if !current {
+            return;
+        }
+        let peer = if partner.thread == self.shard.index {
+            Peer::Here { conn: partner.conn }
+        } else {
+            Peer::Thread(partner)
+        };
+        let mut d = Deliver {
+            config: &self.config,
+            shard: self.shard,
+            sessions: &mut self.sessions,
+            rings: &mut self.rings,
+            now_ms,
+            out,
+        };
+        d.start_chat(
+            to.conn,
+            to.serial,
+            (peer, partner_addr),
+            pair,
+            initiator,
+            common,
+        );
+    }
+
+    /// `to`'s stranger of `pair` left.
+    pub fn left_in(
+        &mut self,
+        to: Address,
+        pair: PairId,
+        reason: LeftReason,
+        now_ms: u64,
+        out: &mut dyn Outbox,
+    ) {
+        end_chat(&mut self.sessions, to.conn, pair, reason, now_ms, out);
+    }
+
+    /// Another loop asks this one to pair its client `gid`.
+    pub fn nudge_in(&mut self, gid: Gid, serial: u64, now_ms: u64, out: &mut dyn Outbox) {
+        self.matchmake(now_ms, out, |m, d| m.retry(gid, serial, now_ms, d));
+    }
+
+    /// A relay from `id` found the partner's inbox full: it was dropped,
+    /// and the sender hears `rate_limited` as for any dropped message.
+    pub fn relay_refused(&mut self, id: ClientId, out: &mut dyn Outbox) {
+        if self.session(id).is_some() {
+            self.refuse(id, ErrorCode::RateLimited, out);
+        }
+    }
+
+    /// `id`'s matchmaking id.
+    pub(super) fn gid(&self, id: ClientId) -> Gid {
+        self.shard.gid(id)
+    }
+
+    pub(super) fn session(&self, id: ClientId) -> Option<&Session> {
+        self.sessions.get(id).and_then(Option::as_ref)
+    }
+
+    pub(super) fn session_mut(&mut self, id: ClientId) -> Option<&mut Session> {
+        self.sessions.get_mut(id).and_then(Option::as_mut)
     }
 
     fn count_error(&mut self, code: ErrorCode) {
@@ -533,16 +698,12 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
-        let Some(c) = self.client_mut(id) else {
-            return;
-        };
-        let State::Chatting(partner) = c.state else {
+        let Some(Some(c)) = self.session_mut(id).map(|s| s.chat.as_mut()) else {
             return;
         };
         if pair != Some(c.pair) {
             return;
         }
-        let pair = c.pair;
         if c.signals >= SIGNAL_BUDGET {
             let notify = now_ms >= c.signal_quiet_until_ms;
             if notify {
@@ -552,281 +713,187 @@ impl Pairing {
             return;
         }
         c.signals += 1;
+        let chat = *c;
         self.metrics.signals_relayed += 1;
-        out.send(partner, &ServerMsg::Signal { pair, data });
-    }
-
-    /// `next`: leave the partner (if any), then search.
-    fn next(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
-        match self.client(id).map(|c| c.state) {
-            Some(State::Chatting(partner)) => {
-                self.pair_ended(id, partner, now_ms);
-                self.leave(partner, LeftReason::Next, out);
-                self.search(id, now_ms, out);
-            }
-            Some(State::Idle) => self.search(id, now_ms, out),
-            Some(State::Queued) => out.send(
-                id,
-                &ServerMsg::Waiting {
-                    online: self.online,
-                },
-            ),
-            None => {}
-        }
-    }
-
-    /// `partner` loses its stranger (who is handled by the caller): it is
-    /// told why and goes idle.
-    pub(super) fn leave(&mut self, partner: ClientId, reason: LeftReason, out: &mut dyn Outbox) {
-        if let Some(p) = self.client_mut(partner) {
-            p.state = State::Idle;
-            self.chatting = self.chatting.saturating_sub(2);
-            out.send(partner, &ServerMsg::Left { reason });
-        }
-    }
-
-    /// Sends `waiting`, queues the client as the newest, and pairs it if
-    /// someone fits.
-    pub(super) fn search(&mut self, id: ClientId, now_ms: u64, out: &mut dyn Outbox) {
-        out.send(
+        relay(
             id,
-            &ServerMsg::Waiting {
-                online: self.online,
+            chat,
+            &ServerMsg::Signal {
+                pair: chat.pair,
+                data,
             },
+            &mut self.metrics,
+            out,
         );
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if let Some(c) = self.client_mut(id) {
-            c.state = State::Queued;
-            c.seq = seq;
-            self.index(id, now_ms);
-            self.try_pair(id, now_ms, out);
+    }
+}
+
+/// Sends `msg` from `from` to its partner, wherever it is.
+fn relay(
+    from: ClientId,
+    chat: Chat,
+    msg: &ServerMsg<'_>,
+    metrics: &mut ChatMetrics,
+    out: &mut dyn Outbox,
+) {
+    match chat.partner {
+        Peer::Here { conn } => out.send(conn, msg),
+        Peer::Thread(to) => {
+            metrics.cross_relayed += 1;
+            out.cross(&Cross::Relay {
+                to,
+                from,
+                pair: chat.pair,
+                msg,
+            });
         }
     }
+}
 
-    fn set_interests(
+/// Ends `conn`'s chat in `pair` (if that is its current one) and tells it;
+/// the stranger stays its recent one (`block`/`report`).
+fn end_chat(
+    sessions: &mut [Option<Session>],
+    conn: ClientId,
+    pair: PairId,
+    reason: LeftReason,
+    now_ms: u64,
+    out: &mut dyn Outbox,
+) {
+    let Some(Some(s)) = sessions.get_mut(conn) else {
+        return;
+    };
+    if let Some(c) = s.chat.filter(|c| c.pair == pair) {
+        s.chat = None;
+        s.recent = Some(Recent::new(c.partner_addr, now_ms));
+        out.send(conn, &ServerMsg::Left { reason });
+    }
+}
+
+/// A client lets go of a ring; the last holder frees it.
+pub(super) fn release_ring(rings: &mut Slab<Ring>, key: Option<usize>) {
+    let Some(key) = key else {
+        return;
+    };
+    if rings.get_mut(key).is_some_and(Ring::release) {
+        rings.try_remove(key);
+    }
+}
+
+/// Carries the matchmaker's decisions to this loop's sessions, and to
+/// other loops' as [`Cross`] events.
+pub(super) struct Deliver<'a> {
+    config: &'a ChatConfig,
+    shard: Shard,
+    sessions: &'a mut Vec<Option<Session>>,
+    rings: &'a mut Slab<Ring>,
+    now_ms: u64,
+    out: &'a mut dyn Outbox,
+}
+
+impl Deliver<'_> {
+    /// `conn` talks to `partner` in `pair` from now on, and is told so.
+    fn start_chat(
         &mut self,
-        id: ClientId,
-        tags: Vec<String>,
-        now_ms: u64,
-        out: &mut dyn Outbox,
+        conn: ClientId,
+        serial: u64,
+        (partner, partner_addr): (Peer, Option<IpAddr>),
+        pair: PairId,
+        initiator: bool,
+        common: &[String],
     ) {
-        let Some(c) = self.client_mut(id) else {
+        let Some(Some(s)) = self.sessions.get_mut(conn) else {
             return;
         };
-        if c.tags == tags {
+        if s.serial != serial {
             return;
         }
-        if c.state != State::Queued {
-            c.tags = tags;
-            return;
-        }
-        self.unindex(id);
-        if let Some(c) = self.client_mut(id) {
-            c.tags = tags;
-            self.index(id, now_ms);
-            self.try_pair(id, now_ms, out);
-        }
-    }
-
-    /// Adds a client (state `Queued`, `seq` set) to the queue maps and
-    /// starts its interest wait if it has tags.
-    fn index(&mut self, id: ClientId, now_ms: u64) {
-        let wait_ms = self.config.interest_wait_ms;
-        let wait_gen = self.next_wait_gen;
-        let Some(c) = self.clients.get_mut(id).and_then(Option::as_mut) else {
-            return;
-        };
-        let seq = c.seq;
-        self.queue.insert(seq, id);
-        c.open = c.tags.is_empty() || wait_ms == 0;
-        if c.open {
-            self.open.insert(seq, id);
-        } else {
-            c.wait_gen = wait_gen;
-            self.next_wait_gen += 1;
-            self.deadlines
-                .push_back((now_ms.saturating_add(wait_ms), id, wait_gen));
-        }
-        for tag in &c.tags {
-            match self.by_tag.get_mut(tag.as_str()) {
-                Some(m) => {
-                    m.insert(seq, id);
-                }
-                None => {
-                    self.by_tag.insert(tag.clone(), BTreeMap::from([(seq, id)]));
-                }
-            }
-        }
-    }
-
-    /// Removes a queued client from the queue maps (its deadline entry goes
-    /// stale). The caller sets its new state.
-    fn unindex(&mut self, id: ClientId) {
-        let Some(c) = self.clients.get(id).and_then(Option::as_ref) else {
-            return;
-        };
-        let seq = c.seq;
-        self.queue.remove(&seq);
-        self.open.remove(&seq);
-        for tag in &c.tags {
-            if let Some(m) = self.by_tag.get_mut(tag.as_str()) {
-                m.remove(&seq);
-                if m.is_empty() {
-                    self.by_tag.remove(tag.as_str());
-                }
-            }
-        }
-        // The wait entry (if any) is recognised as stale by `in_wait`.
-        if let Some(c) = self.client_mut(id) {
-            c.open = true;
-        }
-    }
-
-    /// Whether `id` is queued and still in the interest wait `wait_gen`.
-    fn in_wait(&self, id: ClientId, wait_gen: u64) -> bool {
-        self.client(id)
-            .is_some_and(|c| c.state == State::Queued && !c.open && c.wait_gen == wait_gen)
-    }
-
-    /// The partner for queued client `x`, by the rules of PROTOCOL.md
-    /// "Life of a session": the longest-waiting client sharing a tag; if
-    /// none and `x` takes anyone, the longest-waiting client who takes
-    /// anyone. Never `x` itself; never its previous stranger while a third
-    /// client is queued; never a client whose address x's address blocked
-    /// or was blocked by (`chat::safety`).
-    fn find_partner(&self, x: ClientId, now_ms: u64) -> Option<ClientId> {
-        let unix_ms = self.unix_ms(now_ms);
-        self.config
-            .safety
-            .with_blocks(unix_ms, |may_pair| self.find_partner_with(x, may_pair))
-    }
-
-    fn find_partner_with(
-        &self,
-        x: ClientId,
-        may_pair: &dyn Fn(IpAddr, IpAddr) -> bool,
-    ) -> Option<ClientId> {
-        let xc = self.client(x)?;
-        let third_queued = self.queue.len() >= 3;
-        let acceptable = |y: ClientId| {
-            y != x
-                && self.client(y).is_some_and(|yc| {
-                    !(third_queued && xc.prev == Some(yc.serial) && yc.prev == Some(xc.serial))
-                        && match (xc.addr, yc.addr) {
-                            (Some(a), Some(b)) => may_pair(a, b),
-                            _ => true,
-                        }
-                })
-        };
-        // Without blocks at most two entries of a map are unacceptable: x
-        // and the one client that is its previous stranger. Blocked
-        // clients are skipped, in order, so everyone else keeps their
-        // place: the search costs one more step per blocked client ahead,
-        // at most `MAX_BLOCKED_SKIPS` (beyond that x waits for a newcomer).
-        let first = |m: &BTreeMap<u64, ClientId>| {
-            m.iter()
-                .take(3 + super::safety::MAX_BLOCKED_SKIPS)
-                .find(|&(_, &y)| acceptable(y))
-                .map(|(&seq, &y)| (seq, y))
-        };
-        let mut best: Option<(u64, ClientId)> = None;
-        for tag in &xc.tags {
-            if let Some(found) = self.by_tag.get(tag.as_str()).and_then(first) {
-                if best.map_or(true, |(seq, _)| found.0 < seq) {
-                    best = Some(found);
-                }
-            }
-        }
-        if best.is_none() && xc.open {
-            best = first(&self.open);
-        }
-        best.map(|(_, y)| y)
-    }
-
-    /// Pairs queued client `x` with the partner it finds, if any; the one
-    /// queued earlier is the initiator.
-    fn try_pair(&mut self, x: ClientId, now_ms: u64, out: &mut dyn Outbox) -> bool {
-        let Some(y) = self.find_partner(x, now_ms) else {
-            return false;
-        };
-        let (xs, ys, x_first, common) = match (self.client(x), self.client(y)) {
-            (Some(a), Some(b)) => (
-                a.serial,
-                b.serial,
-                a.seq < b.seq,
-                common_tags(&a.tags, &b.tags),
-            ),
-            _ => return false,
-        };
-        self.unindex(x);
-        self.unindex(y);
-        self.release_ring(x);
-        self.release_ring(y);
-        let pair = PairId::new(self.next_pair, self.config.pair_key);
-        self.next_pair += 1;
-        for (me, partner, partner_serial) in [(x, y, ys), (y, x, xs)] {
-            if let Some(c) = self.client_mut(me) {
-                c.state = State::Chatting(partner);
-                c.prev = Some(partner_serial);
-                c.pair = pair;
-                c.signals = 0;
-                c.signal_quiet_until_ms = 0;
-            }
-        }
-        self.chatting += 2;
-        self.metrics.pairs += 1;
+        // The last pair's evidence is let go: a new pair, a new ring.
+        release_ring(self.rings, s.ring.take());
+        s.recent = None;
+        s.chat = Some(Chat {
+            partner,
+            partner_addr,
+            pair,
+            signals: 0,
+            signal_quiet_until_ms: 0,
+        });
         let video = &self.config.video;
-        let unix_s = self.config.unix_start_s.saturating_add(now_ms / 1000);
+        let unix_s = self.config.unix_start_s.saturating_add(self.now_ms / 1000);
         let credential = video.turn_credential(pair, unix_s);
         let ice = video.has_servers().then(|| Ice {
             config: video,
             credential: credential.as_ref().map(|(u, c)| (u.as_str(), c.as_str())),
         });
-        for (to, initiator) in [(x, x_first), (y, !x_first)] {
-            let msg = ServerMsg::Paired {
-                common: &common,
-                pair,
-                initiator,
-                ice,
-            };
-            out.send(to, &msg);
-        }
-        true
-    }
-
-    /// End of every public call: when the queue is down to two clients,
-    /// the re-pair rule no longer keeps them apart, so pair them if they
-    /// fit; then drop stale deadline entries so `next_deadline` is exact.
-    fn finish_turn(&mut self, now_ms: u64, out: &mut dyn Outbox) {
-        if self.queue.len() == 2 {
-            if let Some(&first) = self.queue.values().next() {
-                self.try_pair(first, now_ms, out);
-            }
-        }
-        while let Some(&(_, id, wait_gen)) = self.deadlines.front() {
-            if self.in_wait(id, wait_gen) {
-                break;
-            }
-            self.deadlines.pop_front();
-        }
+        let msg = ServerMsg::Paired {
+            common,
+            pair,
+            initiator,
+            ice,
+        };
+        self.out.send(conn, &msg);
     }
 }
 
-/// Tags in both sorted lists, sorted.
-fn common_tags(a: &[String], b: &[String]) -> Vec<String> {
-    let (mut i, mut j) = (0, 0);
-    let mut common = Vec::new();
-    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
-        match x.cmp(y) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                common.push(x.clone());
-                i += 1;
-                j += 1;
+impl MatchOut for Deliver<'_> {
+    fn waiting(&mut self, to: Gid, online: usize) {
+        let conn = to / self.shard.count;
+        self.out.send(conn, &ServerMsg::Waiting { online });
+    }
+
+    fn paired(&mut self, x: Member, y: Member, pair: PairId, x_initiator: bool, common: &[String]) {
+        for (me, other, initiator) in [(x, y, x_initiator), (y, x, !x_initiator)] {
+            let conn = me.gid / self.shard.count;
+            if self.shard.is_here(me.gid) {
+                if let Some(Some(s)) = self.sessions.get_mut(conn) {
+                    // A client paired in the call that connected it.
+                    if s.serial == u64::MAX {
+                        s.serial = me.serial;
+                    }
+                }
+                let peer = self.shard.peer(other);
+                self.start_chat(conn, me.serial, (peer, other.addr), pair, initiator, common);
+            } else {
+                self.out.cross(&Cross::Paired {
+                    to: self.shard.address(me),
+                    partner: self.shard.address(other),
+                    partner_addr: other.addr,
+                    pair,
+                    initiator,
+                    common,
+                });
             }
         }
     }
-    common
+
+    fn left(&mut self, to: Member, pair: PairId, reason: LeftReason) {
+        if self.shard.is_here(to.gid) {
+            end_chat(
+                self.sessions,
+                to.gid / self.shard.count,
+                pair,
+                reason,
+                self.now_ms,
+                self.out,
+            );
+        } else {
+            self.out.cross(&Cross::Left {
+                to: self.shard.address(to),
+                pair,
+                reason,
+            });
+        }
+    }
+
+    fn is_here(&self, gid: Gid) -> bool {
+        self.shard.is_here(gid)
+    }
+
+    fn nudge(&mut self, x: Member) {
+        self.out.cross(&Cross::Nudge {
+            thread: x.gid % self.shard.count,
+            gid: x.gid,
+            serial: x.serial,
+        });
+    }
 }

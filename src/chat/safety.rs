@@ -1,7 +1,8 @@
 //! The chat's share of safety (PROTOCOL.md "Safety"): `block` and
-//! `report`, the per-pair evidence ring, the word list. The rules and
-//! tables themselves live in `crate::safety`; this file is how the
-//! pairing uses them.
+//! `report`, the evidence ring, the word list. The rules and tables
+//! themselves live in `crate::safety`; this file is how a loop's sessions
+//! use them. The block rule inside the search is the matchmaker's
+//! (`matchmaker.rs`), which every loop shares.
 //!
 //! Decisions where PROTOCOL.md is silent:
 //! * "The last stranger" is the one of the pair that ended most recently,
@@ -12,21 +13,27 @@
 //! * Blocking the same stranger again renews the 24 h; a second report
 //!   of the same stranger by the same address is recorded but counts once
 //!   toward an automatic ban.
-//! * The evidence is the pair's ring as it is when the report is made, so
-//!   a report within 60 s after the pair ended still carries the messages.
+//! * The evidence is the ring as it is when the report is made, so a
+//!   report within 60 s after the pair ended still carries the messages.
+//!   Two strangers on one loop share one ring; with `--threads N` two
+//!   strangers on different loops each keep one (what they sent and what
+//!   reached them), so the reporter's ring holds the whole conversation.
 //! * A client with no address (unit tests) can block and report, but
 //!   nothing is recorded.
 
-use super::pairing::{Pairing, State};
-use super::protocol::{ErrorCode, LeftReason};
+use super::pairing::{Chat, Pairing};
+use super::peer::Peer;
+use super::protocol::ErrorCode;
 use super::{ClientId, Outbox, ServerMsg};
 use crate::safety::evidence::Evidence;
 use crate::safety::reports::Said;
 use crate::safety::{ReportInput, RECENT_STRANGER_MS};
 use std::net::IpAddr;
 
-/// Most blocked clients a partner search steps over in one queue map.
-pub(super) const MAX_BLOCKED_SKIPS: usize = 1000;
+/// The speaker id of a message that reached this loop from a stranger on
+/// another loop: never a serial (serials count up from 0), so never the
+/// reporter.
+const FROM_ELSEWHERE: u64 = u64::MAX;
 
 /// The last stranger of a client whose pair ended.
 #[derive(Clone, Copy, Debug)]
@@ -35,11 +42,25 @@ pub(crate) struct Recent {
     ended_ms: u64,
 }
 
-/// A pair's evidence ring and how many of its two clients still hold it.
+impl Recent {
+    pub(super) fn new(addr: Option<IpAddr>, ended_ms: u64) -> Recent {
+        Recent { addr, ended_ms }
+    }
+}
+
+/// An evidence ring and how many of this loop's clients still hold it.
 #[derive(Debug, Default)]
 pub(crate) struct Ring {
     evidence: Evidence,
     refs: u8,
+}
+
+impl Ring {
+    /// One holder lets go; true when it was the last.
+    pub(super) fn release(&mut self) -> bool {
+        self.refs = self.refs.saturating_sub(1);
+        self.refs == 0
+    }
 }
 
 impl Pairing {
@@ -61,63 +82,65 @@ impl Pairing {
         hit
     }
 
-    /// Keeps a relayed message in the pair's ring (made on the pair's
-    /// first message, shared by both).
-    pub(super) fn record(&mut self, from: ClientId, to: ClientId, text: &str) {
-        let Some(serial) = self.client(from).map(|c| c.serial()) else {
-            return;
-        };
-        let key = match self.client(from).and_then(|c| c.ring) {
-            Some(key) => key,
-            None => {
-                let key = self.rings.insert(Ring {
-                    evidence: Evidence::default(),
-                    refs: 2,
-                });
-                for id in [from, to] {
-                    if let Some(c) = self.client_mut(id) {
-                        c.ring = Some(key);
-                    }
-                }
-                key
-            }
-        };
-        if let Some(ring) = self.rings.get_mut(key) {
-            ring.evidence.push(serial, text);
+    /// The ring `id` records into, made on the pair's first message: shared
+    /// with a stranger on this loop, its own otherwise.
+    fn ring_of(&mut self, id: ClientId, partner: Option<Peer>) -> Option<usize> {
+        if let Some(key) = self.session(id)?.ring {
+            return Some(key);
         }
+        let here = match partner {
+            Some(Peer::Here { conn }) => self.session(conn).is_some().then_some(conn),
+            _ => None,
+        };
+        let key = self.rings.insert(Ring {
+            evidence: Evidence::default(),
+            refs: if here.is_some() { 2 } else { 1 },
+        });
+        for holder in [Some(id), here].into_iter().flatten() {
+            if let Some(s) = self.session_mut(holder) {
+                s.ring = Some(key);
+            }
+        }
+        Some(key)
     }
 
-    /// `a` and `b` stop talking: each remembers the other as its recent
-    /// stranger.
-    pub(super) fn pair_ended(&mut self, a: ClientId, b: ClientId, now_ms: u64) {
-        let (addr_a, addr_b) = (
-            self.client(a).and_then(|c| c.addr),
-            self.client(b).and_then(|c| c.addr),
-        );
-        for (id, addr) in [(a, addr_b), (b, addr_a)] {
-            if let Some(c) = self.client_mut(id) {
-                c.recent = Some(Recent {
-                    addr,
-                    ended_ms: now_ms,
-                });
+    /// Keeps a message `from` sends in `chat` in its ring. Allocates only
+    /// the pair's first time.
+    pub(super) fn record(&mut self, from: ClientId, chat: Chat, text: &str) {
+        let Some(serial) = self.session(from).map(|s| s.serial) else {
+            return;
+        };
+        if let Some(key) = self.ring_of(from, Some(chat.partner)) {
+            if let Some(ring) = self.rings.get_mut(key) {
+                ring.evidence.push(serial, text);
             }
         }
     }
 
-    /// The client lets go of its pair's ring; the last one frees it.
-    pub(super) fn release_ring(&mut self, id: ClientId) {
-        let Some(key) = self.client_mut(id).and_then(|c| c.ring.take()) else {
+    /// Keeps a `message` relayed to `conn` from a stranger on another loop
+    /// (`json`: the message as it will be framed) in `conn`'s ring. Other
+    /// relays (`typing`, `signal`) are not evidence.
+    pub fn record_in(&mut self, conn: ClientId, json: &[u8]) {
+        let Some(literal) = json
+            .strip_prefix(br#"{"type":"message","text":"#)
+            .and_then(|rest| rest.strip_suffix(b"}"))
+        else {
             return;
         };
-        let last = match self.rings.get_mut(key) {
-            Some(ring) => {
-                ring.refs = ring.refs.saturating_sub(1);
-                ring.refs == 0
+        if let Some(key) = self.ring_of(conn, None) {
+            if let Some(ring) = self.rings.get_mut(key) {
+                ring.evidence.push_json(FROM_ELSEWHERE, literal);
             }
-            None => false,
-        };
-        if last {
-            self.rings.try_remove(key);
+        }
+    }
+
+    /// `id` leaves its current chat itself (`next`, `block`, `report`): the
+    /// stranger becomes its recent one.
+    pub(super) fn end_own_chat(&mut self, id: ClientId, now_ms: u64) {
+        if let Some(s) = self.session_mut(id) {
+            if let Some(c) = s.chat.take() {
+                s.recent = Some(Recent::new(c.partner_addr, now_ms));
+            }
         }
     }
 
@@ -130,15 +153,13 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
-        let Some(c) = self.client(id) else {
+        let Some(s) = self.session(id) else {
             return;
         };
-        let (state, me, serial, ring) = (c.state(), c.addr, c.serial(), c.ring);
-        let (stranger, partner) = match (state, c.recent) {
-            (State::Chatting(p), _) => (self.client(p).and_then(|pc| pc.addr), Some(p)),
-            (_, Some(r)) if now_ms.saturating_sub(r.ended_ms) <= RECENT_STRANGER_MS => {
-                (r.addr, None)
-            }
+        let (me, serial, ring) = (s.addr, s.serial, s.ring);
+        let stranger = match (s.chat, s.recent) {
+            (Some(c), _) => c.partner_addr,
+            (None, Some(r)) if now_ms.saturating_sub(r.ended_ms) <= RECENT_STRANGER_MS => r.addr,
             _ => return self.refuse(id, ErrorCode::NotPaired, out),
         };
         let messages: Vec<Said> = match (&report, ring.and_then(|k| self.rings.get(k))) {
@@ -157,10 +178,8 @@ impl Pairing {
                 .collect(),
             _ => Vec::new(),
         };
-        if let Some(p) = partner {
-            self.pair_ended(id, p, now_ms);
-            self.leave(p, LeftReason::Next, out);
-        }
+        // The block is in force before the search below, so the two are
+        // never paired again by it.
         let unix_ms = self.unix_ms(now_ms);
         if let (Some(me), Some(stranger)) = (me, stranger) {
             let safety = self.config.safety.clone();
@@ -181,14 +200,10 @@ impl Pairing {
         if report.is_some() {
             out.send(id, &ServerMsg::Reported);
         }
-        match state {
-            State::Queued => out.send(
-                id,
-                &ServerMsg::Waiting {
-                    online: self.counts().online,
-                },
-            ),
-            _ => self.search(id, now_ms, out),
-        }
+        // Like `next`: the stranger (if still there) is told `left`
+        // `next`, and the sender searches (or, queued, hears `waiting`).
+        self.end_own_chat(id, now_ms);
+        let gid = self.gid(id);
+        self.matchmake(now_ms, out, |m, d| m.next(gid, now_ms, d));
     }
 }

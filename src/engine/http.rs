@@ -139,13 +139,30 @@ impl Engine {
                 ("application/json", self.text.as_bytes())
             }
             Page::Metrics => {
-                metrics::render_metrics(
-                    &mut self.text,
-                    self.chat.counts(),
-                    self.sessions.len(),
-                    &self.totals,
-                    &self.chat.metrics(),
-                );
+                match &self.process {
+                    None => metrics::render_metrics(
+                        &mut self.text,
+                        self.chat.counts(),
+                        self.sessions.len(),
+                        &self.totals,
+                        &self.chat.metrics(),
+                    ),
+                    Some(p) => {
+                        // Every loop's counters: this one's as they are now,
+                        // the others' as they last published them.
+                        self.publish();
+                        let mut sum = p.sum();
+                        sum.chat.pairs = self.chat.metrics().pairs;
+                        metrics::render_metrics(
+                            &mut self.text,
+                            self.chat.counts(),
+                            p.open_connections(),
+                            &sum.totals,
+                            &sum.chat,
+                        );
+                        p.render_loops(&mut self.text);
+                    }
+                }
                 let unix_ms = self.unix_ms();
                 self.safety.render_metrics(&mut self.text, unix_ms);
                 if let Some(extra) = &self.extra_metrics {

@@ -20,9 +20,28 @@ pub struct Totals {
     pub idle_closed: u64,
     /// Answers by status class: index 1 = 1xx … 5 = 5xx.
     pub http_responses: [u64; 6],
+    /// Relays to another loop dropped because its inbox was full.
+    pub cross_dropped: u64,
 }
 
 impl Totals {
+    /// Adds another loop's totals (`/metrics` with `--threads N`).
+    pub fn add(&mut self, o: &Totals) {
+        self.connections += o.connections;
+        self.connections_refused += o.connections_refused;
+        self.websocket_sessions += o.websocket_sessions;
+        self.echo_messages += o.echo_messages;
+        self.bytes_received += o.bytes_received;
+        self.bytes_sent += o.bytes_sent;
+        self.protocol_errors += o.protocol_errors;
+        self.slow_readers_closed += o.slow_readers_closed;
+        self.idle_closed += o.idle_closed;
+        for (a, b) in self.http_responses.iter_mut().zip(o.http_responses) {
+            *a += b;
+        }
+        self.cross_dropped += o.cross_dropped;
+    }
+
     pub fn count_status(&mut self, status: u16) {
         let class = usize::from(status / 100).min(5);
         if let Some(c) = self.http_responses.get_mut(class) {
@@ -107,6 +126,16 @@ pub fn render_metrics(
             "chat_signals_relayed_total",
             "Video signals relayed to a partner.",
             chat.signals_relayed,
+        ),
+        (
+            "chat_cross_thread_relays_total",
+            "Relays to a partner on another thread (--threads N).",
+            chat.cross_relayed,
+        ),
+        (
+            "chat_cross_thread_dropped_total",
+            "Relays to a partner on another thread dropped: its inbox was full.",
+            totals.cross_dropped,
         ),
         (
             "chat_echo_messages_total",

@@ -23,11 +23,13 @@
 //! handed out again by the next `accept`, so the driver carries out every
 //! action before it accepts again.
 
+mod cross;
 mod ending;
 mod http;
 mod metrics;
 mod output;
 mod pool;
+mod process;
 mod routes;
 mod safety;
 mod session;
@@ -38,7 +40,11 @@ mod wheel;
 #[cfg(test)]
 mod tests;
 
+pub use cross::{record_len, record_thread, relay_sender};
+pub use process::Process;
+
 use crate::chat::pairing::ChatConfig;
+use crate::chat::peer::Cross;
 use crate::chat::{protocol, ClientId, Outbox, Pairing, ServerMsg, VideoConfig};
 use crate::config::Config;
 use crate::safety::SafetyHandle;
@@ -150,6 +156,12 @@ pub struct Engine {
     bans_seen: u64,
     unix_start_ms: u64,
     next_sweep_ms: u64,
+    /// This loop's index (0 with one loop).
+    thread: usize,
+    /// Shared with the other loops (`--threads N`); None with one loop.
+    process: Option<Arc<Process>>,
+    /// Records for other loops (see `cross.rs`).
+    cross_out: Vec<u8>,
 }
 
 /// Capacity the inflate buffer keeps between messages: enough for the
@@ -177,21 +189,38 @@ impl Engine {
         Engine::with_safety(config, seed, safety)
     }
 
-    /// [`Engine::seeded`] sharing `safety` (with other loops and the admin
-    /// door).
+    /// [`Engine::seeded`] sharing `safety` (with the admin door).
     pub fn with_safety(config: Config, seed: Seed, safety: SafetyHandle) -> Engine {
-        let chat = Pairing::new(ChatConfig {
-            interest_wait_ms: duration_ms(config.interest_wait),
-            rate_per_sec: config.rate_limit,
-            video: VideoConfig::new(
-                &config.ice_servers,
-                config.turn_secret.clone(),
-                config.turn_ttl.as_secs(),
-            ),
-            pair_key: seed.pair_key,
-            unix_start_s: seed.unix_start_s,
-            safety: safety.clone(),
-        });
+        let chat = Pairing::new(chat_config(&config, seed, &safety));
+        Engine::with_chat(config, seed, chat, 0, None, safety)
+    }
+
+    /// Loop `thread` of a process whose loops share `process` and `safety`
+    /// (made with the same `config` and `seed` for every loop).
+    pub fn threaded(
+        config: Config,
+        seed: Seed,
+        process: Arc<Process>,
+        thread: usize,
+        safety: SafetyHandle,
+    ) -> Engine {
+        let chat = Pairing::shared(
+            chat_config(&config, seed, &safety),
+            process.matchmaker.clone(),
+            thread,
+            process.threads(),
+        );
+        Engine::with_chat(config, seed, chat, thread, Some(process), safety)
+    }
+
+    fn with_chat(
+        config: Config,
+        seed: Seed,
+        chat: Pairing,
+        thread: usize,
+        process: Option<Arc<Process>>,
+        safety: SafetyHandle,
+    ) -> Engine {
         Engine {
             sessions: Slab::with_capacity(config.max_connections.min(1 << 16)),
             config,
@@ -217,6 +246,20 @@ impl Engine {
             addrs: Vec::new(),
             unix_start_ms: seed.unix_start_s.saturating_mul(1000),
             next_sweep_ms: 0,
+            thread,
+            process,
+            cross_out: Vec::new(),
+        }
+    }
+
+    /// Copies this loop's counters where the other loops' `/metrics` read
+    /// them (a no-op with one loop). The driver calls it before it writes,
+    /// so a client that saw an answer finds it counted.
+    pub fn publish(&self) {
+        if let Some(mut slot) = self.process.as_ref().and_then(|p| p.snapshot(self.thread)) {
+            slot.totals.clone_from(&self.totals);
+            slot.chat = self.chat.local_metrics();
+            slot.open = self.sessions.len();
         }
     }
 
@@ -249,8 +292,11 @@ impl Engine {
     pub fn accept_from(&mut self, peer: std::net::IpAddr, now_ms: u64) -> Option<ConnId> {
         self.now_ms = now_ms;
         self.totals.connections += 1;
-        if self.sessions.len() >= self.config.max_connections || self.shutdown_deadline_ms.is_some()
-        {
+        let full = match &self.process {
+            None => self.sessions.len() >= self.config.max_connections,
+            Some(p) => self.shutdown_deadline_ms.is_none() && !p.try_open(),
+        };
+        if full || self.shutdown_deadline_ms.is_some() {
             self.totals.connections_refused += 1;
             return None;
         }
@@ -521,6 +567,9 @@ impl Engine {
         self.leave_chat(id);
         self.forget_peer(id);
         if let Some(session) = self.sessions.try_remove(id) {
+            if let Some(p) = &self.process {
+                p.closed();
+            }
             session.release(&mut self.pool);
             self.actions.push_back((id, Action::Close));
         }
@@ -599,6 +648,7 @@ impl Engine {
                 scratch: &mut self.scratch,
                 codec: &mut self.codec,
                 deflate_min_size: self.config.deflate_min_size,
+                cross: &mut self.cross_out,
             },
         )
     }
@@ -628,6 +678,7 @@ struct Mailer<'a> {
     scratch: &'a mut Vec<u8>,
     codec: &'a mut Codec,
     deflate_min_size: usize,
+    cross: &'a mut Vec<u8>,
 }
 
 impl Outbox for Mailer<'_> {
@@ -653,6 +704,10 @@ impl Outbox for Mailer<'_> {
             self.dirty.push(to);
         }
     }
+
+    fn cross(&mut self, event: &Cross<'_>) {
+        self.encode_cross(event);
+    }
 }
 
 /// An outbox that delivers nothing (clients leaving at shutdown).
@@ -660,6 +715,22 @@ struct Discard;
 
 impl Outbox for Discard {
     fn send(&mut self, _to: ClientId, _msg: &ServerMsg<'_>) {}
+}
+
+/// The chat's settings from the server's.
+fn chat_config(config: &Config, seed: Seed, safety: &SafetyHandle) -> ChatConfig {
+    ChatConfig {
+        interest_wait_ms: duration_ms(config.interest_wait),
+        rate_per_sec: config.rate_limit,
+        video: VideoConfig::new(
+            &config.ice_servers,
+            config.turn_secret.clone(),
+            config.turn_ttl.as_secs(),
+        ),
+        pair_key: seed.pair_key,
+        unix_start_s: seed.unix_start_s,
+        safety: safety.clone(),
+    }
 }
 
 fn duration_ms(d: std::time::Duration) -> u64 {

@@ -12,6 +12,8 @@ mod safety;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+mod cross;
+
 /// A driver that never blocks unless told to: every socket takes all it is
 /// given, except the ones marked stalled, which take nothing.
 struct Harness {
@@ -55,6 +57,19 @@ impl Harness {
 
     fn default() -> Harness {
         Harness::new(Config::default())
+    }
+
+    /// Loop `thread` of a process sharing `process` (tests/cross.rs).
+    fn threaded(config: Config, process: Arc<Process>, thread: usize) -> Harness {
+        let mut h = Harness::new(config.clone());
+        h.engine = Engine::threaded(
+            config,
+            Seed::default(),
+            process,
+            thread,
+            crate::safety::SafetyHandle::default(),
+        );
+        h
     }
 
     fn connect(&mut self) -> ConnId {

@@ -20,6 +20,9 @@ struct Slot {
     len: u16,
     /// Who said it (the pairing passes the speaker's serial).
     from: u64,
+    /// Kept as the JSON string literal it arrived in (a relay from
+    /// another loop, see [`Evidence::push_json`]): unescaped when read.
+    json: bool,
 }
 
 /// One pair's last messages.
@@ -51,7 +54,17 @@ impl Default for Evidence {
 impl Evidence {
     /// Records `text` said by `from` (an opaque id of the speaker).
     pub fn push(&mut self, from: u64, text: &str) {
-        let text = text.as_bytes();
+        self.push_bytes(from, text.as_bytes(), false);
+    }
+
+    /// Records a text given as a JSON string literal (quotes included),
+    /// as a relay from another loop carries it: copied as it is, so the
+    /// hot path neither parses nor allocates; reports unescape it.
+    pub fn push_json(&mut self, from: u64, literal: &[u8]) {
+        self.push_bytes(from, literal, true);
+    }
+
+    fn push_bytes(&mut self, from: u64, text: &[u8], json: bool) {
         let text = text
             .get(text.len().saturating_sub(MAX_BYTES)..)
             .unwrap_or(text);
@@ -72,6 +85,7 @@ impl Evidence {
                 start: start as u16,
                 len: text.len() as u16,
                 from,
+                json,
             };
         }
         self.count += 1;
@@ -94,7 +108,14 @@ impl Evidence {
                     .filter_map(|j| self.bytes.get((usize::from(s.start) + j) % MAX_BYTES))
                     .copied()
                     .collect();
-                (s.from, String::from_utf8_lossy(&bytes).into_owned())
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let text = match s.json {
+                    // A literal cut at the front by the byte bound does
+                    // not parse: keep its raw form rather than nothing.
+                    true => serde_json::from_str::<String>(&text).unwrap_or(text),
+                    false => text,
+                };
+                (s.from, text)
             })
             .collect()
     }

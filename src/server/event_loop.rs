@@ -7,6 +7,7 @@
 //! close) is the engine's; this file only moves bytes and carries out the
 //! engine's actions.
 
+use super::link::Link;
 use crate::config::Config;
 use crate::engine::{Action, ConnId, Engine, ReadBuffer, Seed};
 use crate::safety::SafetyHandle;
@@ -25,9 +26,11 @@ mod tls_io;
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
-/// Woken when a ban is made elsewhere (the admin door): the turn that
-/// follows closes this loop's banned sessions (`Engine::handle_timeout`).
-const WAKER: Token = Token(usize::MAX - 3);
+/// Another loop of the process wrote to this one's inbox (`--threads N`),
+/// or a ban was made elsewhere (the admin door): the turn that follows
+/// closes this loop's banned sessions (`Engine::handle_timeout`). mio
+/// allows one waker per `Poll`, so both share it.
+pub(super) const WAKER: Token = Token(usize::MAX - 3);
 
 /// Reads from one connection per turn before others get their go.
 const READS_PER_TURN: usize = 16;
@@ -36,7 +39,7 @@ const READS_PER_TURN: usize = 16;
 /// connects (every client reconnecting after a restart) then overflows it
 /// while the loop is busy, and each dropped SYN costs its client a 1 s, 3 s,
 /// 7 s... retry.
-const LISTEN_BACKLOG: libc::c_int = 4096;
+pub(super) const LISTEN_BACKLOG: libc::c_int = 4096;
 /// After EMFILE/ENFILE, accepting pauses this long instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -77,6 +80,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     /// The TLS connections' shared record buffers (empty without TLS).
     tls_buffers: tls_io::Buffers,
+    /// The other loops of the process (`--threads N`); None with one loop.
+    link: Option<Link>,
 }
 
 impl Server {
@@ -97,12 +102,34 @@ impl Server {
             poll.registry(),
             WAKER,
         )?));
-        let mut listener = TcpListener::bind(config.listen)?;
+        let listener = TcpListener::bind(config.listen)?;
         // Calling listen again on a listening socket sets its backlog.
         // SAFETY: listen(2) on a descriptor we own; no memory is passed.
         if unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
             warn!("listen backlog: {}", io::Error::last_os_error());
         }
+        let engine = Engine::with_safety(
+            config.clone(),
+            Seed {
+                unix_start_s: crate::sys::unix_now_s(),
+                pair_key: crate::sys::random_u64(),
+            },
+            safety,
+        );
+        Server::with_parts(config, poll, listener, engine, Instant::now(), None)
+    }
+
+    /// One loop of several: its own poll (with the waker the others use),
+    /// listener, engine and link; `start` is the process's time zero,
+    /// shared so that every engine's `now_ms` means the same instant.
+    pub(super) fn with_parts(
+        config: Config,
+        poll: Poll,
+        mut listener: TcpListener,
+        engine: Engine,
+        start: Instant,
+        link: Option<Link>,
+    ) -> io::Result<Server> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Server {
@@ -120,19 +147,13 @@ impl Server {
             read_buf: ReadBuffer::default(),
             busy_poll: config.busy_poll,
             // The engine's time zero and its Unix origin, read together.
-            start: Instant::now(),
-            engine: Engine::with_safety(
-                config,
-                Seed {
-                    unix_start_s: crate::sys::unix_now_s(),
-                    pair_key: crate::sys::random_u64(),
-                },
-                safety,
-            ),
+            start,
+            engine,
             accept_paused_until: None,
             accept_exhausted: 0,
             tls: None,
             tls_buffers: tls_io::Buffers::none(),
+            link,
         })
     }
 
@@ -241,8 +262,7 @@ impl Server {
             match token {
                 LISTENER => self.accept_all(),
                 SIGNALS => self.on_signal(),
-                // Nothing to read: the turn's `handle_timeout` acts on it.
-                WAKER => {}
+                WAKER => self.on_wake(),
                 Token(id) => {
                     if writable {
                         self.flush(id);
@@ -340,6 +360,13 @@ impl Server {
     /// (flushing can queue more: a failed slow reader's partner is told).
     fn flush_dirty(&mut self) {
         loop {
+            if let Some(link) = &mut self.link {
+                // Counted before anyone can see the effect: before the
+                // other loops get the records, before the sockets the bytes.
+                self.engine.publish();
+                let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                link.send(&mut self.engine, now);
+            }
             self.engine.take_dirty(&mut self.flushing);
             if self.flushing.is_empty() {
                 break;
@@ -435,14 +462,36 @@ impl Server {
         if !shut_down {
             return;
         }
+        if let Some(link) = &self.link {
+            // One loop receives the signals; it tells the others.
+            link.shut_down_all();
+        }
+        self.shut_down();
+    }
+
+    /// Stops accepting and closes every session (1001).
+    fn shut_down(&mut self) {
         if let Some(mut listener) = self.listener.take() {
             info!(
-                "signal received: closing {} connections (1001) and shutting down",
+                "shutting down: closing {} connections (1001)",
                 self.engine.connection_count()
             );
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.engine.begin_shutdown(self.now_ms());
+        self.flush_dirty();
+    }
+
+    /// Another loop wrote to this one's inbox, or asks it to shut down.
+    fn on_wake(&mut self) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        link.receive(&mut self.engine, now);
+        if link.shutting_down() {
+            self.shut_down();
+        }
         self.flush_dirty();
     }
 }

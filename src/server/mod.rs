@@ -4,8 +4,12 @@
 //! the engine.
 
 mod event_loop;
+mod inbox;
+mod link;
+mod threads;
 pub mod tls;
 
 pub use crate::config::Config;
 pub use event_loop::Server;
+pub use threads::Threads;
 pub use tls::{TlsAcceptor, TlsFiles};

@@ -9,7 +9,12 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::io::{self, ErrorKind};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
+
+/// Loops of the process out of descriptors right now: with `--threads N`
+/// they all run out together, and the operator is told once, not N times.
+static EXHAUSTED_LOOPS: AtomicUsize = AtomicUsize::new(0);
 
 impl Server {
     pub(super) fn accept_all(&mut self) {
@@ -22,21 +27,20 @@ impl Server {
             };
             match listener.accept() {
                 Ok((socket, addr)) => {
-                    if self.accept_exhausted > 0 {
-                        info!(
-                            "accepting again after {} retries",
-                            self.accept_exhausted - 1
-                        );
-                        self.accept_exhausted = 0;
-                    }
+                    self.recovered();
                     self.admit(socket, addr.ip());
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.recovered();
+                    return;
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if is_resource_exhaustion(&e) => {
                     // Retried every ACCEPT_BACKOFF for as long as it
                     // lasts: one warning, not ten a second.
-                    if self.accept_exhausted == 0 {
+                    let first = self.accept_exhausted == 0
+                        && EXHAUSTED_LOOPS.fetch_add(1, Ordering::AcqRel) == 0;
+                    if first {
                         warn!(
                             "accept: {e} ({} connections open); retrying every \
                              {} ms until descriptors free up",
@@ -53,6 +57,19 @@ impl Server {
                 // ECONNABORTED and friends concern only that one connection.
                 Err(e) => debug!("accept: {e}"),
             }
+        }
+    }
+
+    /// Accepting works (again): the last loop to recover says so.
+    fn recovered(&mut self) {
+        if self.accept_exhausted > 0 {
+            if EXHAUSTED_LOOPS.fetch_sub(1, Ordering::AcqRel) == 1 {
+                info!(
+                    "accepting again after {} retries",
+                    self.accept_exhausted - 1
+                );
+            }
+            self.accept_exhausted = 0;
         }
     }
 

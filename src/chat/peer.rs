@@ -1,0 +1,105 @@
+//! Where a chat partner is, and what crosses to a partner elsewhere.
+//!
+//! A session's partner is [`Peer::Here`] (a connection of the same event
+//! loop: its message is written straight into that connection's output) or
+//! [`Peer::Thread`] (a connection of another loop of this process: the
+//! message becomes a [`Cross`] event that the driver carries through that
+//! thread's bounded inbox). A cluster node adds a third variant and sends
+//! the same [`Cross`] events over its own link, so relays, `paired` and
+//! `left` have one path whatever the distance.
+//!
+//! Every event names the pair it belongs to; a receiver drops what is not
+//! for its session's current pair (the session ended, or its connection id
+//! now belongs to someone else), so a stale event never reaches the wrong
+//! client. The serial guards what comes before a pair exists.
+
+use super::matchmaker::Gid;
+use super::protocol::LeftReason;
+use super::video::PairId;
+use super::{ClientId, ServerMsg};
+
+/// A chat client anywhere in the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Address {
+    /// The event loop holding it (0 with one thread).
+    pub thread: usize,
+    /// Its connection id in that loop.
+    pub conn: ClientId,
+    /// Its connection serial (ids are reused, serials are not).
+    pub serial: u64,
+}
+
+/// Where a session's partner is, seen from the session's own loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// In this loop.
+    Here {
+        /// Its connection id.
+        conn: ClientId,
+    },
+    /// In another loop of this process.
+    Thread(Address),
+}
+
+/// An event for a client of another loop (see the module doc).
+#[derive(Debug)]
+pub enum Cross<'a> {
+    /// Relay `msg` to `to`, if its current pair is `pair`. `from` is the
+    /// sender's connection (told `rate_limited` if the inbox is full).
+    Relay {
+        /// The receiver.
+        to: Address,
+        /// The sender, in the sending loop.
+        from: ClientId,
+        /// The pair the message belongs to.
+        pair: PairId,
+        /// A `message`, `typing` or `signal`.
+        msg: &'a ServerMsg<'a>,
+    },
+    /// `to` is now paired with `partner`.
+    Paired {
+        /// The receiver.
+        to: Address,
+        /// Its new stranger.
+        partner: Address,
+        /// The stranger's address (for `block` and `report`).
+        partner_addr: Option<std::net::IpAddr>,
+        /// The new pair.
+        pair: PairId,
+        /// Whether `to` makes the offer.
+        initiator: bool,
+        /// Shared tags, sorted.
+        common: &'a [String],
+    },
+    /// `to`'s stranger of pair `pair` left.
+    Left {
+        /// The receiver.
+        to: Address,
+        /// The pair that ended.
+        pair: PairId,
+        /// Why.
+        reason: LeftReason,
+    },
+    /// Ask `thread` to retry pairing its client `gid` (see
+    /// `MatchOut::nudge`).
+    Nudge {
+        /// The loop holding the client.
+        thread: usize,
+        /// The client.
+        gid: Gid,
+        /// Its serial.
+        serial: u64,
+    },
+}
+
+impl Cross<'_> {
+    /// The loop the event is for.
+    pub fn thread(&self) -> usize {
+        match self {
+            Cross::Relay { to, .. } | Cross::Paired { to, .. } | Cross::Left { to, .. } => {
+                to.thread
+            }
+            Cross::Nudge { thread, .. } => *thread,
+        }
+    }
+}
