@@ -61,19 +61,38 @@ impl Harness {
 
     /// Loop `thread` of a process sharing `process` (tests/cross.rs).
     fn threaded(config: Config, process: Arc<Process>, thread: usize) -> Harness {
-        let mut h = Harness::new(config.clone());
-        h.engine = Engine::threaded(
+        Harness::threaded_with(
             config,
-            Seed::default(),
             process,
             thread,
             crate::safety::SafetyHandle::default(),
-        );
+        )
+    }
+
+    /// [`Harness::threaded`] sharing `safety` with the other loops.
+    fn threaded_with(
+        config: Config,
+        process: Arc<Process>,
+        thread: usize,
+        safety: crate::safety::SafetyHandle,
+    ) -> Harness {
+        let mut h = Harness::new(config.clone());
+        h.engine = Engine::threaded(config, Seed::default(), process, thread, safety);
         h
     }
 
     fn connect(&mut self) -> ConnId {
         let id = self.engine.accept(self.now).expect("accepted");
+        self.connected(id)
+    }
+
+    /// A connection from `peer`.
+    fn connect_from(&mut self, peer: std::net::IpAddr) -> ConnId {
+        let id = self.engine.accept_from(peer, self.now).expect("accepted");
+        self.connected(id)
+    }
+
+    fn connected(&mut self, id: ConnId) -> ConnId {
         self.closed.remove(&id);
         self.write_shut.remove(&id);
         self.received.insert(id, Vec::new());
@@ -187,6 +206,16 @@ impl Harness {
     /// Opens a WebSocket on `path` and checks the 101.
     fn open_ws(&mut self, path: &str) -> ConnId {
         let id = self.connect();
+        self.upgrade(id, path)
+    }
+
+    /// [`Harness::open_ws`] from `peer`.
+    fn open_ws_from(&mut self, peer: std::net::IpAddr, path: &str) -> ConnId {
+        let id = self.connect_from(peer);
+        self.upgrade(id, path)
+    }
+
+    fn upgrade(&mut self, id: ConnId, path: &str) -> ConnId {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"

@@ -373,3 +373,76 @@ fn truncated_or_garbled_records_are_ignored() {
         assert_eq!(v["type"], "message", "{v}");
     }
 }
+
+/// Blocks and reports hold across loops: the matchmaker every loop shares
+/// keeps the two addresses apart, and the reporter's loop has the whole
+/// conversation as evidence (its own messages, and the stranger's as they
+/// arrived from the other loop).
+#[test]
+fn a_report_across_loops_carries_both_sides_and_keeps_the_two_apart() {
+    let safety = crate::safety::SafetyHandle::default();
+    let config = Config::default();
+    let process = Arc::new(Process::new(
+        2,
+        config.max_connections,
+        5_000,
+        Seed::default(),
+        safety.clone(),
+    ));
+    let mut l = Loops {
+        h: (0..2)
+            .map(|i| Harness::threaded_with(config.clone(), process.clone(), i, safety.clone()))
+            .collect(),
+        in_flight: Vec::new(),
+    };
+    let ip = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
+    let a = l.h[0].open_ws_from(ip(1), "/");
+    let b = l.h[1].open_ws_from(ip(2), "/");
+    l.settle();
+    assert_eq!(l.types(0, a), ["waiting", "paired"]);
+    assert_eq!(l.types(1, b), ["waiting", "paired"]);
+    l.say(0, a, "hello");
+    l.say(1, b, "something \"nasty\" \u{e9}");
+    l.settle();
+    assert_eq!(l.types(0, a), ["message"]);
+    assert_eq!(l.types(1, b), ["message"]);
+
+    l.h[0].send_json(a, r#"{"type":"report","reason":"harassment"}"#);
+    l.settle();
+    assert_eq!(l.types(0, a), ["reported", "waiting"]);
+    assert_eq!(
+        l.chat(1, b),
+        [serde_json::json!({"type":"left","reason":"next"})]
+    );
+    let reports = safety.reports_after(None);
+    assert_eq!(reports.len(), 1);
+    let said: Vec<(&str, &str)> = reports[0]
+        .messages
+        .iter()
+        .map(|m| (m.from, m.text.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            ("reporter", "hello"),
+            ("reported", "something \"nasty\" \u{e9}")
+        ]
+    );
+    assert_eq!(
+        (reports[0].reporter.as_str(), reports[0].reported.as_str()),
+        ("192.0.2.1", "192.0.2.2")
+    );
+
+    // b searches again with a queued: blocked, so both wait...
+    l.h[1].send_json(b, r#"{"type":"next"}"#);
+    l.settle();
+    assert_eq!(l.types(1, b), ["waiting"]);
+    assert!(l.types(0, a).is_empty());
+    assert_eq!(l.counts().waiting, 2);
+    // ...and a newcomer from elsewhere gets the one who waited longest.
+    let c = l.h[1].open_ws_from(ip(3), "/");
+    l.settle();
+    assert_eq!(l.types(1, c), ["waiting", "paired"]);
+    assert_eq!(l.types(0, a), ["paired"]);
+    assert!(l.types(1, b).is_empty());
+}
