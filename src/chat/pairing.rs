@@ -653,6 +653,11 @@ impl Pairing {
         }
     }
 
+    /// The address a chat client of this loop connected from.
+    pub fn client_addr(&self, id: ClientId) -> Option<IpAddr> {
+        self.session(id).and_then(|s| s.addr)
+    }
+
     /// `id`'s matchmaking id.
     pub(super) fn gid(&self, id: ClientId) -> Gid {
         self.shard.gid(id)

@@ -108,6 +108,7 @@ impl Engine {
             let (chat, mut mailer) = self.mailer();
             chat.on_connect_from(id, query, addr, now, &mut mailer);
         }
+        self.upgraded(id);
         self.arm(id, self.now_ms + self.idle_half_ms());
     }
 

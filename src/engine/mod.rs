@@ -56,7 +56,7 @@ use metrics::Totals;
 use pool::BufferPool;
 use session::{Phase, Session};
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use wheel::TimerWheel;
 
@@ -150,8 +150,12 @@ pub struct Engine {
     inflated: Vec<u8>,
     /// Client addresses, limits and bans (`safety.rs`).
     safety: SafetyHandle,
-    /// Per connection id: its peer and client address (`safety.rs`).
-    addrs: Vec<Option<safety::ConnAddr>>,
+    /// Connection id → its peer and client address (`safety.rs`), only
+    /// while it is needed: until the WebSocket upgrade, and for as long as
+    /// the connection counts toward `--max-connections-per-ip`. An idle
+    /// WebSocket with the limits off costs nothing here (a chat session's
+    /// address is the chat's). Bound: one entry per open connection.
+    addrs: HashMap<ConnId, safety::ConnAddr>,
     /// The ban generation last acted on, and Unix ms at `now_ms == 0`.
     bans_seen: u64,
     unix_start_ms: u64,
@@ -243,7 +247,7 @@ impl Engine {
             inflated: Vec::new(),
             bans_seen: safety.ban_generation(),
             safety,
-            addrs: Vec::new(),
+            addrs: HashMap::new(),
             unix_start_ms: seed.unix_start_s.saturating_mul(1000),
             next_sweep_ms: 0,
             thread,

@@ -59,22 +59,29 @@ impl Engine {
                 Err(_) => (false, true),
             }
         };
-        if self.addrs.len() <= id {
-            self.addrs.resize(id + 1, None);
-        }
-        if let Some(slot) = self.addrs.get_mut(id) {
-            *slot = Some(ConnAddr {
+        self.addrs.insert(
+            id,
+            ConnAddr {
                 peer,
                 client: peer,
                 counted,
                 over,
-            });
+            },
+        );
+    }
+
+    /// A connection that became a WebSocket keeps its addresses only while
+    /// it counts toward the per-address limit (a chat session's address is
+    /// kept by the chat, `Pairing::client_addr`).
+    pub(super) fn upgraded(&mut self, id: ConnId) {
+        if self.addrs.get(&id).is_some_and(|a| !a.counted) {
+            self.addrs.remove(&id);
         }
     }
 
     /// The connection is gone: it no longer counts.
     pub(super) fn forget_peer(&mut self, id: ConnId) {
-        if let Some(addr) = self.addrs.get_mut(id).and_then(Option::take) {
+        if let Some(addr) = self.addrs.remove(&id) {
             if addr.counted {
                 self.safety.close_connection(addr.client);
             }
@@ -83,18 +90,17 @@ impl Engine {
 
     /// The client address of connection `id`.
     pub(super) fn client_of(&self, id: ConnId) -> Option<IpAddr> {
-        self.addrs
-            .get(id)
-            .and_then(|a| a.as_ref())
-            .map(|a| a.client)
+        match self.addrs.get(&id) {
+            Some(a) => Some(a.client),
+            None => self.chat.client_addr(id),
+        }
     }
 
     /// `Some(retry_after_s)` when the connection went over the per-address
     /// connection limit at accept.
     pub(super) fn over_connection_limit(&self, id: ConnId) -> Option<u64> {
         self.addrs
-            .get(id)
-            .and_then(|a| a.as_ref())
+            .get(&id)
             .and_then(|a| a.over.then_some(CONNECTIONS_RETRY_AFTER_S))
     }
 
@@ -103,7 +109,7 @@ impl Engine {
     /// connection, and draws from the address's session bucket.
     pub(super) fn admit_session(&mut self, id: ConnId, head: &[u8]) -> Result<(), u64> {
         let now = self.unix_ms();
-        let Some(mut addr) = self.addrs.get(id).copied().flatten() else {
+        let Some(mut addr) = self.addrs.get(&id).copied() else {
             return Ok(());
         };
         let client = self.safety.client_addr(addr.peer, head);
@@ -112,9 +118,7 @@ impl Engine {
             addr.counted = self.safety.open_connection(client, now)?;
         }
         addr.client = if addr.counted { addr.client } else { client };
-        if let Some(slot) = self.addrs.get_mut(id) {
-            *slot = Some(addr);
-        }
+        self.addrs.insert(id, addr);
         self.safety.new_session(addr.client, now)
     }
 
@@ -194,6 +198,10 @@ impl Engine {
         if self.now_ms >= self.next_sweep_ms {
             self.next_sweep_ms = self.now_ms.saturating_add(SWEEP_EVERY_MS);
             self.safety.tick(self.unix_ms());
+            // A burst of handshakes leaves the table's capacity behind.
+            if self.addrs.capacity() > 64 && self.addrs.len() < self.addrs.capacity() / 4 {
+                self.addrs.shrink_to(self.addrs.len().saturating_mul(2));
+            }
         }
     }
 }

@@ -48,8 +48,6 @@ struct Slot {
     socket: TcpStream,
     /// In `read_again` already: read it there, not twice in one turn.
     read_queued: bool,
-    /// TLS between the socket and the engine (`--tls-cert`), or None.
-    tls: Option<Box<tls_io::TlsConn>>,
 }
 
 /// A bound, not yet running server.
@@ -80,6 +78,11 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     /// The TLS connections' shared record buffers (empty without TLS).
     tls_buffers: tls_io::Buffers,
+    /// Per connection id, its TLS state between the socket and the engine:
+    /// beside the slots rather than in them, so that without `--tls-cert`
+    /// (this stays empty) a connection's slot is the socket and a flag,
+    /// 8 bytes, not 16.
+    tls_conns: Vec<Option<Box<tls_io::TlsConn>>>,
     /// The other loops of the process (`--threads N`); None with one loop.
     link: Option<Link>,
 }
@@ -153,6 +156,7 @@ impl Server {
             accept_exhausted: 0,
             tls: None,
             tls_buffers: tls_io::Buffers::none(),
+            tls_conns: Vec::new(),
             link,
         })
     }
@@ -315,7 +319,7 @@ impl Server {
     /// drained unless the peer's end of stream is pending: then read on to
     /// the 0 (data and FIN that arrive together make a single edge).
     fn read_some(&mut self, id: ConnId, read_closed: bool) {
-        if matches!(self.slots.get(id), Some(Some(Slot { tls: Some(_), .. }))) {
+        if matches!(self.tls_conns.get(id), Some(Some(_))) {
             return self.read_some_tls(id);
         }
         for _ in 0..READS_PER_TURN {
@@ -386,7 +390,7 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
         };
-        if slot.tls.is_some() {
+        if matches!(self.tls_conns.get(id), Some(Some(_))) {
             return self.flush_tls(id);
         }
         loop {
@@ -415,8 +419,12 @@ impl Server {
                 continue;
             };
             match action {
-                Action::Writable(want) if slot.tls.is_some() => self.tls_engine_writable(id, want),
-                Action::ShutdownWrite if slot.tls.is_some() => self.tls_shutdown_write(id),
+                Action::Writable(want) if matches!(self.tls_conns.get(id), Some(Some(_))) => {
+                    self.tls_engine_writable(id, want)
+                }
+                Action::ShutdownWrite if matches!(self.tls_conns.get(id), Some(Some(_))) => {
+                    self.tls_shutdown_write(id)
+                }
                 Action::Writable(want) => {
                     let interest = if want {
                         Interest::READABLE | Interest::WRITABLE
@@ -433,7 +441,7 @@ impl Server {
                 }
                 Action::Close => {
                     if let Some(mut slot) = self.slots.get_mut(id).and_then(Option::take) {
-                        self.tls_close(&mut slot);
+                        self.tls_close(id, &mut slot);
                         let _ = self.poll.registry().deregister(&mut slot.socket);
                     }
                 }
@@ -500,16 +508,15 @@ impl Server {
 mod tests {
     use super::*;
 
-    /// The driver's share of an open connection: the socket, a flag and
-    /// the pointer to its TLS state (None for plain), 16 bytes in a release
-    /// build (mio's socket carries a registry check of 16 more bytes in
-    /// debug builds).
+    /// The driver's share of an open connection: the socket and a flag,
+    /// 8 bytes in a release build (mio's socket carries a registry check of
+    /// 16 more bytes in debug builds); TLS state lives beside the slots.
     #[test]
-    fn a_socket_slot_is_the_socket_a_flag_and_a_pointer() {
+    fn a_socket_slot_is_the_socket_and_a_flag() {
         let slot = std::mem::size_of::<Option<Slot>>();
         let socket = std::mem::size_of::<TcpStream>();
         println!("size_of::<Option<Slot>>() = {slot}, size_of::<TcpStream>() = {socket}");
-        assert!(slot <= socket + 8 + std::mem::size_of::<usize>(), "{slot}");
+        assert!(slot <= socket + std::mem::align_of::<TcpStream>(), "{slot}");
     }
 
     /// A connection that uses up its read budget while already queued to

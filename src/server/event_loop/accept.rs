@@ -103,11 +103,18 @@ impl Server {
                 }
             },
         };
+        if tls.is_some() {
+            if self.tls_conns.len() <= id {
+                self.tls_conns.resize_with(id + 1, || None);
+            }
+            if let Some(at) = self.tls_conns.get_mut(id) {
+                *at = tls;
+            }
+        }
         if let Some(slot) = self.slots.get_mut(id) {
             *slot = Some(Slot {
                 socket,
                 read_queued: false,
-                tls,
             });
         }
     }

@@ -156,7 +156,7 @@ impl Server {
             if slot.read_queued {
                 return;
             }
-            let Some(tls) = slot.tls.as_deref_mut() else {
+            let Some(tls) = self.tls_conns.get_mut(id).and_then(|t| t.as_deref_mut()) else {
                 return;
             };
             if !tls.plain.is_empty() {
@@ -271,7 +271,7 @@ impl Server {
     /// rustls refused the connection (its alert is written): counted if
     /// the handshake was not done, then closed.
     fn tls_failed(&mut self, id: usize, kind: HandshakeFailure, now: u64) {
-        if let Some(Some(Slot { tls: Some(tls), .. })) = self.slots.get_mut(id) {
+        if let Some(Some(tls)) = self.tls_conns.get_mut(id) {
             tls.failed = true;
             if !tls.established {
                 tls.metrics.handshake_failed(kind);
@@ -291,7 +291,7 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
         };
-        let Some(tls) = slot.tls.as_deref_mut() else {
+        let Some(tls) = self.tls_conns.get_mut(id).and_then(|t| t.as_deref_mut()) else {
             return;
         };
         let mut stuck = !drain_outgoing(tls, &mut slot.socket);
@@ -339,7 +339,7 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
         };
-        let Some(tls) = slot.tls.as_deref_mut() else {
+        let Some(tls) = self.tls_conns.get_mut(id).and_then(|t| t.as_deref_mut()) else {
             return;
         };
         let want = tls.engine_writable || !tls.outgoing.is_empty();
@@ -360,7 +360,7 @@ impl Server {
 
     /// `Action::Writable` for a TLS connection.
     pub(super) fn tls_engine_writable(&mut self, id: usize, want: bool) {
-        if let Some(Some(Slot { tls: Some(tls), .. })) = self.slots.get_mut(id) {
+        if let Some(Some(tls)) = self.tls_conns.get_mut(id) {
             tls.engine_writable = want;
         }
         self.update_interest(id);
@@ -372,7 +372,7 @@ impl Server {
         let Some(Some(slot)) = self.slots.get_mut(id) else {
             return;
         };
-        let Some(tls) = slot.tls.as_deref_mut() else {
+        let Some(tls) = self.tls_conns.get_mut(id).and_then(|t| t.as_deref_mut()) else {
             return;
         };
         tls.shutdown_pending = true;
@@ -384,8 +384,8 @@ impl Server {
     /// a handshake cut short is counted (the engine's handshake timeout,
     /// or shutdown), and an established connection says close_notify if it
     /// has not (best effort: the socket may be full or gone).
-    pub(super) fn tls_close(&mut self, slot: &mut Slot) {
-        let Some(mut tls) = slot.tls.take() else {
+    pub(super) fn tls_close(&mut self, id: usize, slot: &mut Slot) {
+        let Some(mut tls) = self.tls_conns.get_mut(id).and_then(Option::take) else {
             return;
         };
         if tls.failed {
