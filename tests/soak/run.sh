@@ -15,6 +15,7 @@
 #   SEED=20261202  the soak's seed (a failure replays with the same one)
 #   CLIENTS=200    clients at once
 #   CHAT_ARGS=     extra server options, e.g. "--idle-timeout 2"
+#   RSS_TOLERANCE=10  percent VmRSS may grow after the warm-up
 #   OUT=target/soak  where server.log and soak.log go
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -24,6 +25,7 @@ DURATION=${DURATION:-30}
 SEED=${SEED:-20261202}
 CLIENTS=${CLIENTS:-200}
 CHAT_ARGS=${CHAT_ARGS:-}
+RSS_TOLERANCE=${RSS_TOLERANCE:-10}
 OUT=${OUT:-$root/target/soak}
 mkdir -p "$OUT"
 log=$OUT/server.log
@@ -67,7 +69,7 @@ echo "soak: server pid $pid on $addr${CHAT_ARGS:+ ($CHAT_ARGS)}"
 # server's figures to settle: a minute on top of the churn bounds it all.
 timeout -k 5 $((DURATION + 60)) "$bench" soak --url "ws://$addr/" \
   --duration "$DURATION" --seed "$SEED" --clients "$CLIENTS" \
-  --server-pid "$pid" | tee "$OUT/soak.log"
+  --server-pid "$pid" --rss-tolerance "$RSS_TOLERANCE" | tee "$OUT/soak.log"
 soak=${PIPESTATUS[0]}
 
 stop_server
