@@ -102,6 +102,15 @@ impl Default for ReadBuffer {
 }
 
 impl ReadBuffer {
+    /// A buffer whose reads take at most `read_size` bytes (tests that
+    /// need a read budget small enough to be used up for certain).
+    #[cfg(test)]
+    pub(crate) fn with_read_size(read_size: usize) -> ReadBuffer {
+        ReadBuffer {
+            buf: vec![0; READ_HEADROOM + read_size].into_boxed_slice(),
+        }
+    }
+
     /// Where the next read goes.
     pub fn space(&mut self) -> &mut [u8] {
         self.buf.get_mut(READ_HEADROOM..).unwrap_or_default()

@@ -530,6 +530,11 @@ mod tests {
             ..Config::default()
         };
         let mut server = Server::bind(config).unwrap();
+        // Reads of 4 KiB: a budget of 64 KiB per turn, which the kernel's
+        // buffers hold many times over while the writer below runs, so it
+        // is used up however the two threads are scheduled (with 64 KiB
+        // reads, a writer slowed by a busy machine never got 1 MiB ahead).
+        server.read_buf = ReadBuffer::with_read_size(4096);
         let addr = server.local_addr().unwrap();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         client
