@@ -59,17 +59,7 @@ impl Harness {
         Harness::new(Config::default())
     }
 
-    /// Loop `thread` of a process sharing `process` (tests/cross.rs).
-    fn threaded(config: Config, process: Arc<Process>, thread: usize) -> Harness {
-        Harness::threaded_with(
-            config,
-            process,
-            thread,
-            crate::safety::SafetyHandle::default(),
-        )
-    }
-
-    /// [`Harness::threaded`] sharing `safety` with the other loops.
+    /// Loop `thread` of a process sharing `process` and `safety`.
     fn threaded_with(
         config: Config,
         process: Arc<Process>,

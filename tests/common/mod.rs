@@ -117,8 +117,9 @@ impl Response {
     }
 }
 
-/// Reads one response (using Content-Length; `head_only` for HEAD).
-pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Response {
+/// Reads one response (using Content-Length; `head_only` for HEAD), from
+/// a plain or a TLS stream.
+pub fn read_response(stream: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -> Response {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(end) = find(buf, b"\r\n\r\n") {
@@ -155,7 +156,8 @@ pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool)
     }
 }
 
-fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+/// Appends what the next read brings; panics when the stream ends.
+pub fn read_more(stream: &mut impl Read, buf: &mut Vec<u8>) {
     let mut chunk = [0u8; 16384];
     let n = stream.read(&mut chunk).expect("read");
     assert!(

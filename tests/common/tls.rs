@@ -2,7 +2,7 @@
 //! written to a temporary directory for `--tls-cert`/`--tls-key`, and a
 //! blocking rustls client for HTTPS and wss.
 
-use super::{find, frame_bytes, parse_frame, Frame, Response, KEY, WAIT};
+use super::{frame_bytes, parse_frame, Frame, Response, KEY, WAIT};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -111,53 +111,7 @@ pub fn peer_cert(tls: &Tls) -> Vec<u8> {
 
 /// Reads one response (Content-Length bodies) off a TLS stream.
 pub fn read_tls_response(s: &mut Tls, buf: &mut Vec<u8>) -> Response {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-            let mut lines = head.split("\r\n");
-            let status = lines
-                .next()
-                .unwrap()
-                .split(' ')
-                .nth(1)
-                .unwrap()
-                .parse()
-                .unwrap();
-            let headers: Vec<(String, String)> = lines
-                .map(|l| {
-                    let (n, v) = l.split_once(':').unwrap();
-                    (n.trim().to_string(), v.trim().to_string())
-                })
-                .collect();
-            let len: usize = headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap_or(0);
-            let body_len = if status == 101 { 0 } else { len };
-            while buf.len() < end + 4 + body_len {
-                assert!(Instant::now() < deadline, "timed out reading body");
-                read_some(s, buf);
-            }
-            let body = buf[end + 4..end + 4 + body_len].to_vec();
-            buf.drain(..end + 4 + body_len);
-            return Response {
-                status,
-                headers,
-                body,
-            };
-        }
-        assert!(Instant::now() < deadline, "timed out reading head");
-        read_some(s, buf);
-    }
-}
-
-fn read_some(s: &mut Tls, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 16384];
-    let n = s.read(&mut chunk).expect("TLS read");
-    assert!(n > 0, "closed early");
-    buf.extend_from_slice(&chunk[..n]);
+    super::read_response(s, buf, false)
 }
 
 /// One HTTPS request on a fresh connection.
@@ -228,7 +182,7 @@ impl Wss {
                 return frame;
             }
             assert!(Instant::now() < deadline, "no frame within the wait");
-            read_some(&mut self.s, &mut self.buf);
+            super::read_more(&mut self.s, &mut self.buf);
         }
     }
 

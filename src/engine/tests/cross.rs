@@ -20,16 +20,21 @@ impl Loops {
     }
 
     fn with(n: usize, config: Config) -> Loops {
+        Loops::with_safety(n, config, crate::safety::SafetyHandle::default())
+    }
+
+    /// `n` loops sharing one matchmaker and `safety` (blocks, reports).
+    fn with_safety(n: usize, config: Config, safety: crate::safety::SafetyHandle) -> Loops {
         let process = Arc::new(Process::new(
             n,
             config.max_connections,
             5_000,
             Seed::default(),
-            crate::safety::SafetyHandle::default(),
+            safety.clone(),
         ));
         Loops {
             h: (0..n)
-                .map(|i| Harness::threaded(config.clone(), process.clone(), i))
+                .map(|i| Harness::threaded_with(config.clone(), process.clone(), i, safety.clone()))
                 .collect(),
             in_flight: Vec::new(),
         }
@@ -381,20 +386,7 @@ fn truncated_or_garbled_records_are_ignored() {
 #[test]
 fn a_report_across_loops_carries_both_sides_and_keeps_the_two_apart() {
     let safety = crate::safety::SafetyHandle::default();
-    let config = Config::default();
-    let process = Arc::new(Process::new(
-        2,
-        config.max_connections,
-        5_000,
-        Seed::default(),
-        safety.clone(),
-    ));
-    let mut l = Loops {
-        h: (0..2)
-            .map(|i| Harness::threaded_with(config.clone(), process.clone(), i, safety.clone()))
-            .collect(),
-        in_flight: Vec::new(),
-    };
+    let mut l = Loops::with_safety(2, Config::default(), safety.clone());
     let ip = |n: u8| std::net::IpAddr::from([192, 0, 2, n]);
     let a = l.h[0].open_ws_from(ip(1), "/");
     let b = l.h[1].open_ws_from(ip(2), "/");
