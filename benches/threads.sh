@@ -14,19 +14,26 @@
 #   RUNS=3         runs per cell (the table shows the median, min-max)
 #   WINDOW=8       seconds measured per run
 #   THREADS="1 2"  thread counts compared
-#   ROWS="echo pingpong"
-#   PAIRS=1000     ping-pong pairs (chat-bench chat --ping-pong)
+#   ROWS="echo same half cross"
+#   PAIRS=1000     ping-pong pairs in the relay rows
 #   PORT=19500
 #   IDLE=1 IDLE_CONNS="15000 10000"   the idle rows: RSS per idle WebSocket
 #                  (chat-bench idle) and how SO_REUSEPORT spread them
 # Rows:
 #   echo      chat-bench echo: 100 connections, 32 B, 16 in flight
-#   pingpong  chat-bench chat --ping-pong: PAIRS pairs, one message in
-#             flight per pair. Clients connect one at a time (--concurrency
-#             1), so consecutive clients pair and, the kernel picking each
-#             one's loop, about half the pairs span both loops (opened in
-#             bursts, each loop pairs its own burst: few would). The "cross"
-#             column is the share of relays that crossed loops.
+#   same      chat-bench chat --ping-pong --cross-loops 0: PAIRS pairs, one
+#             message in flight per pair, every pair within one loop
+#   cross     the same with --cross-loops 1: every pair spans two loops
+#   half      --cross-loops 0.5: half of the pairs span two loops (the
+#             issue's "1,000 pairs ping-ponging, half of them across threads")
+#             chat-bench learns each client's loop from /metrics as it
+#             connects (tools/chat-bench/src/chat/placed.rs) and pairs them
+#             by interest tags; with one loop every pair is within it. The
+#             "cross" column is the share of relays that crossed loops (a
+#             cross pair's round trip is longer, so in "half" it is below
+#             one half).
+# For each row the thread counts alternate run by run (1, 2, 1, 2...), so
+# the machine's load drifts over both alike.
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -36,7 +43,7 @@ bench="$root/target/release/chat-bench"
 RUNS="${RUNS:-3}"
 WINDOW="${WINDOW:-8}"
 THREADS="${THREADS:-1 2}"
-ROWS="${ROWS-echo pingpong}"
+ROWS="${ROWS-echo same half cross}"
 PAIRS="${PAIRS:-1000}"
 PORT="${PORT:-19500}"
 tck=$(getconf CLK_TCK)
@@ -59,7 +66,7 @@ run() {
     local row=$1 threads=$2 port=$((PORT++)) counter load_pid
     (ulimit -n 20000 2>/dev/null
      exec taskset -c 0,1 "$chat_bin" --listen "127.0.0.1:$port" --threads "$threads" \
-        --rate-limit 1000000 --idle-timeout 600) >/dev/null 2>&1 &
+        --rate-limit 1000000 --idle-timeout 600 --interest-wait 600) >/dev/null 2>&1 &
     local server=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
@@ -73,18 +80,20 @@ run() {
                 --connections 100 --size 32 --in-flight 16 --duration "$dur" \
                 >/dev/null 2>&1 &
             ;;
-        pingpong)
+        same | half | cross)
+            local share
+            case $row in same) share=0 ;; half) share=0.5 ;; cross) share=1 ;; esac
             counter=chat_messages_relayed_total
             (ulimit -n 20000 2>/dev/null
-             exec timeout $((dur + 60)) "$bench" chat --url "ws://127.0.0.1:$port/" \
+             exec timeout $((dur + 150)) "$bench" chat --url "ws://127.0.0.1:$port/" \
                 --clients $((PAIRS * 2)) --ping-pong --duration "$dur" \
-                --concurrency 1 --connect-timeout 120) >/dev/null 2>&1 &
+                --cross-loops "$share" --connect-timeout 120) >/dev/null 2>&1 &
             ;;
     esac
     load_pid=$!
     # Flowing: the counter moves.
     local c0=0
-    for _ in $(seq 300); do
+    for _ in $(seq 1500); do
         c0=$(metric "$port" "$counter")
         [ "${c0:-0}" -gt 1000 ] && break
         sleep 0.1
@@ -155,20 +164,27 @@ if [ "${IDLE:-1}" = 1 ]; then
     done
     echo
 fi
-echo "| row | threads | msgs/s | msgs per server CPU-s | server CPU (cores) | cross-loop relays |"
-echo "|---|---|---|---|---|---|"
+col() { awk -v c="$1" 'NF { print $c }'; }
+mid() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+echo "| row | threads | msgs/s | msgs per server CPU-s | server CPU (cores) | cross-loop relays | per CPU-s vs the first |"
+echo "|---|---|---|---|---|---|---|"
+declare -A results
 for row in $ROWS; do
-    for threads in $THREADS; do
-        results=()
-        for i in $(seq "$RUNS"); do
+    for i in $(seq "$RUNS"); do
+        for threads in $THREADS; do
             r=$(run "$row" "$threads")
             log "$row threads=$threads run $i: $r"
-            results+=("$r")
+            results["$row $threads"]+="$r"$'\n'
         done
-        rate=$(printf '%s\n' "${results[@]}" | awk '{ print $1 }' | median)
-        per_cpu=$(printf '%s\n' "${results[@]}" | awk '{ print $2 }' | median)
-        cores=$(printf '%s\n' "${results[@]}" | awk '{ print $3 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-        cross=$(printf '%s\n' "${results[@]}" | awk '{ print $4 }' | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-        echo "| $row | $threads | $rate | $per_cpu | $cores | $cross |"
+    done
+    base=
+    for threads in $THREADS; do
+        runs=${results["$row $threads"]}
+        per_cpu=$(printf '%s' "$runs" | col 2 | mid)
+        base=${base:-$per_cpu}
+        ratio=$(awk -v a="$per_cpu" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+        echo "| $row | $threads | $(printf '%s' "$runs" | col 1 | median) |" \
+            "$(printf '%s' "$runs" | col 2 | median) | $(printf '%s' "$runs" | col 3 | mid) |" \
+            "$(printf '%s' "$runs" | col 4 | mid) | ${ratio}x |"
     done
 done

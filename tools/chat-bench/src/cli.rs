@@ -106,6 +106,12 @@ pub struct ChatArgs {
     /// (one message in flight per pair).
     #[arg(long)]
     pub ping_pong: bool,
+    /// Pair clients on chosen event loops of a `--threads N` server: this
+    /// share of the pairs spans two loops, the rest stay within one (0 to 1;
+    /// `chat/placed.rs`). Clients connect one at a time and the server must
+    /// run with an `--interest-wait` longer than the connect phase.
+    #[arg(long, value_name = "SHARE")]
+    pub cross_loops: Option<f64>,
     #[command(flatten)]
     pub net: NetArgs,
 }

@@ -38,6 +38,9 @@ pub struct Net {
     /// Handler timers to the microsecond (chat's paced sends); without it
     /// they ride on epoll's millisecond timeout.
     pub timer: Option<PreciseTimer>,
+    /// Connection i asks for `?interests=<this>i` (chat `--cross-loops`:
+    /// a tag of its own keeps it unpaired until it is placed).
+    pub park_tags: Option<String>,
 }
 
 impl Net {
@@ -66,6 +69,7 @@ impl Net {
             },
             rx_timestamps: false,
             timer: None,
+            park_tags: None,
             decoders: (0..n)
                 .map(|_| Decoder::new(Role::Client, max_message))
                 .collect(),
@@ -204,7 +208,15 @@ impl Net {
         let target = &self.target;
         let c = &mut self.conns.list[idx];
         c.phase = Phase::Handshake;
-        let req = handshake_request(target, &c.key);
+        let req = match &self.park_tags {
+            Some(prefix) => {
+                let mut parked = target.clone();
+                let sep = if parked.path.contains('?') { '&' } else { '?' };
+                parked.path = format!("{}{sep}interests={prefix}{idx}", parked.path);
+                handshake_request(&parked, &c.key)
+            }
+            None => handshake_request(target, &c.key),
+        };
         self.conns.out(idx).extend_from_slice(req.as_bytes());
         Ok(())
     }

@@ -13,12 +13,18 @@ use crate::stats::{steal_report, CpuTimes};
 use crate::target::{check_fds, parse_url};
 
 mod app;
+mod placed;
 
 use app::ChatApp;
 
 pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     let target = parse_url(&a.url)?;
-    check_fds(a.clients)?;
+    // `--cross-loops`: room for the extra clients placing may connect.
+    let room = match a.cross_loops {
+        Some(_) => a.clients * placed::OVER_CONNECT,
+        None => a.clients,
+    };
+    check_fds(room)?;
     if a.clients < 2 {
         return Err("--clients must be at least 2".into());
     }
@@ -28,7 +34,7 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     if !a.ping_pong && a.rate <= 0.0 {
         return Err("--rate must be positive (or use --ping-pong)".into());
     }
-    let mut net = Net::new(target, a.clients, &a.net, 1 << 16).map_err(|e| e.to_string())?;
+    let mut net = Net::new(target, room, &a.net, 1 << 16).map_err(|e| e.to_string())?;
     net.rx_timestamps = true;
     if !a.ping_pong {
         net.timer = Some(PreciseTimer::new(net.poll.registry()).map_err(|e| e.to_string())?);
@@ -37,34 +43,53 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     let start = now_ns();
     let mut app = ChatApp::new(
         std::process::id(),
-        a.clients,
+        room,
         (!a.ping_pong).then(|| (NS as f64 / a.rate) as u64),
         start,
     );
-    // Connect and pair everyone (bounded), checking progress every 20 ms.
     let want = a.clients - a.clients % 2;
+    let mut pair_deadline = start + secs_to_ns(a.net.connect_timeout);
+    let plan = match a.cross_loops {
+        Some(share) => {
+            let plan = placed::place(
+                &mut net,
+                &mut events,
+                &mut app,
+                want / 2,
+                share,
+                a.net.connect_timeout,
+            )?;
+            println!(
+                "placed {} pairs on {} loop(s), {} across loops ({} clients connected, {} on an unknown loop)",
+                plan.pairs.len(),
+                plan.loops,
+                plan.cross,
+                plan.connected,
+                plan.unknown
+            );
+            pair_deadline = now_ns() + secs_to_ns(a.net.connect_timeout);
+            Some(plan)
+        }
+        None => None,
+    };
+    // Connect and pair everyone (bounded), checking progress every 20 ms.
     let mut last_check = 0;
     let mut all_known = false;
-    net.run_until(
-        &mut events,
-        &mut app,
-        start + secs_to_ns(a.net.connect_timeout),
-        |net, app| {
-            let now = now_ns();
-            if now - last_check < 20_000_000 {
-                return false;
-            }
-            last_check = now;
-            let known = app
-                .clients
-                .iter()
-                .filter(|c| c.partner.is_some() && !c.lost)
-                .count();
-            let open = net.open_count();
-            all_known = known >= want;
-            all_known || (net.settled() && known >= open - open % 2)
-        },
-    );
+    net.run_until(&mut events, &mut app, pair_deadline, |net, app| {
+        let now = now_ns();
+        if now - last_check < 20_000_000 {
+            return false;
+        }
+        last_check = now;
+        let known = app
+            .clients
+            .iter()
+            .filter(|c| c.partner.is_some() && !c.lost)
+            .count();
+        let open = net.open_count();
+        all_known = known >= want;
+        all_known || (net.settled() && known >= open - open % 2)
+    });
     let open = net.open_count();
     let pairs = app.paired_events as f64 / 2.0;
     let pair_secs = (app.last_paired.saturating_sub(app.start)) as f64 / NS as f64;
@@ -138,6 +163,10 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         "clients": a.clients,
         "open": open,
         "ping_pong": a.ping_pong,
+        "cross_loops": a.cross_loops,
+        "placed_pairs": plan.as_ref().map(|p| p.pairs.len()),
+        "placed_cross": plan.as_ref().map(|p| p.cross),
+        "loops": plan.as_ref().map(|p| p.loops),
         "rate": if a.ping_pong { None } else { Some(a.rate) },
         "pairs": pairs,
         "pair_secs": pair_secs,
