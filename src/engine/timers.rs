@@ -13,6 +13,7 @@ use super::ending::Ending;
 use super::session::Phase;
 use super::{duration_ms, ConnId, Engine};
 use crate::ws::OpCode;
+use std::num::NonZeroU32;
 
 impl Engine {
     /// Makes sure the connection's timer fires no later than `at_ms`.
@@ -37,7 +38,10 @@ impl Engine {
             chat.on_tick(now, &mut mailer);
         }
         let mut fired = std::mem::take(&mut self.fired);
-        self.wheel.expire(now, &mut fired);
+        let sessions = &self.sessions;
+        self.wheel.expire(now, &mut fired, |id| {
+            sessions.get(id).and_then(|s| s.timer).map(NonZeroU32::get)
+        });
         for &(id, tick) in &fired {
             match self.sessions.get_mut(id) {
                 Some(session) if session.timer.is_some_and(|t| t.get() == tick) => {

@@ -5,6 +5,13 @@
 //! the connection's own state to decide whether anything is due, and the
 //! connection remembers which tick its live entry is for, so stale entries
 //! (re-armed or closed connections) are recognised and dropped.
+//!
+//! An entry is the connection's token alone, 4 bytes: the tick it is for
+//! is the one the connection remembers, which [`TimerWheel::expire`] asks
+//! for when the entry's slot comes up (an entry whose connection remembers
+//! no tick, or a tick of another slot, is stale). At 15,000 idle
+//! connections that is 60 kB of slot lists, not 120 kB (BENCHMARKS.md,
+//! "Idle memory with two loops").
 
 use std::num::NonZeroU32;
 
@@ -20,8 +27,8 @@ const MAX_AHEAD_TICKS: u64 = 1 << 30;
 
 #[derive(Debug)]
 pub struct TimerWheel {
-    /// `(token, tick)` entries; a tick is the absolute tick modulo 2^32.
-    slots: Vec<Vec<(u32, u32)>>,
+    /// Tokens; the tick of each is the one its connection remembers.
+    slots: Vec<Vec<u32>>,
     /// The next tick not yet expired (absolute).
     next_tick: u64,
     len: usize,
@@ -30,7 +37,7 @@ pub struct TimerWheel {
     /// slot nobody used yet must not allocate (tests/zero_alloc.rs). Bound:
     /// every list is in a slot or here, so at most [`SLOTS`] lists, whose
     /// capacities sum to at most the most entries ever live at once.
-    emptied: Vec<Vec<(u32, u32)>>,
+    emptied: Vec<Vec<u32>>,
 }
 
 impl Default for TimerWheel {
@@ -83,13 +90,21 @@ impl TimerWheel {
                     *s = list;
                 }
             }
-            s.push((token, tick.get()));
+            s.push(token);
             self.len += 1;
         }
     }
 
-    /// Collects `(token, tick)` of every entry due at `now_ms`.
-    pub fn expire(&mut self, now_ms: u64, fired: &mut Vec<(usize, u32)>) {
+    /// Collects `(token, tick)` of every entry due at `now_ms`; `live`
+    /// gives the tick a token's connection remembers (None: none, or no
+    /// such connection). A token may come out twice (an old entry and a
+    /// new one in the same slot): the caller acts on the first only.
+    pub fn expire(
+        &mut self,
+        now_ms: u64,
+        fired: &mut Vec<(usize, u32)>,
+        live: impl Fn(usize) -> Option<u32>,
+    ) {
         let now_tick = now_ms / TICK_MS;
         if self.len == 0 {
             self.next_tick = self.next_tick.max(now_tick + 1);
@@ -109,13 +124,22 @@ impl TimerWheel {
                 continue;
             }
             let len = &mut self.len;
-            entries.retain(|&(token, at)| {
-                let due = wrapping_le(at, now32);
-                if due {
-                    fired.push((token as usize, at));
+            entries.retain(|&token| {
+                let keep = match live(token as usize) {
+                    // Its live entry, or an older one in the same slot.
+                    Some(at) if at as usize % SLOTS == slot => {
+                        let due = wrapping_le(at, now32);
+                        if due {
+                            fired.push((token as usize, at));
+                        }
+                        !due
+                    }
+                    _ => false, // stale
+                };
+                if !keep {
                     *len -= 1;
                 }
-                !due
+                keep
             });
             if entries.is_empty() {
                 self.emptied.push(std::mem::take(entries));
@@ -138,16 +162,38 @@ impl TimerWheel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    /// What the engine's sessions remember: token → live tick.
+    #[derive(Default)]
+    struct Live(HashMap<usize, u32>);
+
+    impl Live {
+        fn arm(&mut self, w: &mut TimerWheel, token: usize, tick: NonZeroU32) {
+            self.0.insert(token, tick.get());
+            w.insert(token, tick);
+        }
+
+        /// Expires like the engine: fired entries are no longer live.
+        fn expire(&mut self, w: &mut TimerWheel, now_ms: u64, fired: &mut Vec<(usize, u32)>) {
+            let from = fired.len();
+            w.expire(now_ms, fired, |t| self.0.get(&t).copied());
+            for (t, _) in fired.iter().skip(from) {
+                self.0.remove(t);
+            }
+        }
+    }
 
     #[test]
     fn fires_only_when_due() {
         let mut w = TimerWheel::new();
+        let mut live = Live::default();
         let t = w.tick_for(1_000);
-        w.insert(7, t);
+        live.arm(&mut w, 7, t);
         let mut fired = Vec::new();
-        w.expire(999, &mut fired);
+        live.expire(&mut w, 999, &mut fired);
         assert!(fired.is_empty());
-        w.expire(1_000, &mut fired);
+        live.expire(&mut w, 1_000, &mut fired);
         assert_eq!(fired, vec![(7, t.get())]);
         assert!(w.is_empty());
     }
@@ -155,41 +201,44 @@ mod tests {
     #[test]
     fn entries_beyond_one_revolution_wait_their_turn() {
         let mut w = TimerWheel::new();
+        let mut live = Live::default();
         let far = SLOTS as u64 * TICK_MS * 3 + 10;
         let t = w.tick_for(far);
-        w.insert(1, t);
+        live.arm(&mut w, 1, t);
         let mut fired = Vec::new();
         let mut now = 0;
         while now < far - TICK_MS {
-            w.expire(now, &mut fired);
+            live.expire(&mut w, now, &mut fired);
             now += TICK_MS;
         }
         assert!(fired.is_empty());
-        w.expire(far + TICK_MS, &mut fired);
+        live.expire(&mut w, far + TICK_MS, &mut fired);
         assert_eq!(fired.len(), 1);
     }
 
     #[test]
     fn a_long_sleep_still_fires_everything_due() {
         let mut w = TimerWheel::new();
+        let mut live = Live::default();
         for i in 0..100u64 {
             let t = w.tick_for(i * 1000);
-            w.insert(i as usize, t);
+            live.arm(&mut w, i as usize, t);
         }
         let mut fired = Vec::new();
-        w.expire(10_000_000, &mut fired);
+        live.expire(&mut w, 10_000_000, &mut fired);
         assert_eq!(fired.len(), 100);
     }
 
     #[test]
     fn past_deadlines_fire_on_the_next_turn() {
         let mut w = TimerWheel::new();
+        let mut live = Live::default();
         let mut fired = Vec::new();
-        w.expire(5_000, &mut fired);
+        live.expire(&mut w, 5_000, &mut fired);
         let t = w.tick_for(10);
-        w.insert(3, t);
+        live.arm(&mut w, 3, t);
         assert_eq!(w.next_wake_ms(), Some(u64::from(t.get()) * TICK_MS));
-        w.expire(5_000 + TICK_MS, &mut fired);
+        live.expire(&mut w, 5_000 + TICK_MS, &mut fired);
         assert_eq!(fired.len(), 1);
     }
 
@@ -199,33 +248,68 @@ mod tests {
     #[test]
     fn ticks_wrap_after_six_years() {
         let mut w = TimerWheel::new();
+        let mut live = Live::default();
         let mut fired = Vec::new();
         let start_tick = u64::from(u32::MAX) - 10;
-        w.expire(start_tick * TICK_MS, &mut fired);
+        live.expire(&mut w, start_tick * TICK_MS, &mut fired);
         // Due 20 ticks later, past the wrap.
         let due_ms = (start_tick + 20) * TICK_MS;
         let t = w.tick_for(due_ms);
-        w.insert(1, t);
+        live.arm(&mut w, 1, t);
         // And one due two seconds later still.
         let later = w.tick_for(due_ms + 2_000);
-        w.insert(2, later);
+        live.arm(&mut w, 2, later);
         assert!(w.not_later(t, later));
         assert!(!w.not_later(later, t));
         let mut now = start_tick * TICK_MS;
         while now < due_ms {
             now += TICK_MS;
-            w.expire(now.min(due_ms - 1), &mut fired);
+            live.expire(&mut w, now.min(due_ms - 1), &mut fired);
         }
         assert!(fired.is_empty(), "fired early: {fired:?}");
-        w.expire(due_ms, &mut fired);
+        live.expire(&mut w, due_ms, &mut fired);
         assert_eq!(fired, vec![(1, t.get())]);
         fired.clear();
         for step in 1..=10 {
-            w.expire(due_ms + step * TICK_MS, &mut fired);
+            live.expire(&mut w, due_ms + step * TICK_MS, &mut fired);
         }
         assert!(fired.is_empty(), "the later entry fired early: {fired:?}");
-        w.expire(due_ms + 2_000, &mut fired);
+        live.expire(&mut w, due_ms + 2_000, &mut fired);
         assert_eq!(fired, vec![(2, later.get())]);
+    }
+
+    /// A re-armed connection leaves its old entry behind; it is dropped
+    /// when its slot comes up, whatever the connection's tick is now.
+    #[test]
+    fn stale_entries_are_dropped_not_fired() {
+        let mut w = TimerWheel::new();
+        let mut live = Live::default();
+        let mut fired = Vec::new();
+        let late = w.tick_for(2_000);
+        live.arm(&mut w, 5, late);
+        // Re-armed earlier, then fired: the entry for `late` is stale.
+        let early = w.tick_for(1_000);
+        live.arm(&mut w, 5, early);
+        live.expire(&mut w, 1_000, &mut fired);
+        assert_eq!(fired, vec![(5, early.get())]);
+        fired.clear();
+        live.expire(&mut w, 3_000, &mut fired);
+        assert!(fired.is_empty(), "{fired:?}");
+        assert!(w.is_empty());
+        // A token re-armed a revolution later in the same slot keeps its
+        // older entry until then; both come out then (the engine acts on
+        // the first: `session.timer` is cleared by it).
+        let now = 3_000;
+        let next = w.tick_for(now + 100);
+        let same_slot = w.tick_for(now + 100 + SLOTS as u64 * TICK_MS);
+        live.arm(&mut w, 9, same_slot);
+        w.insert(9, next);
+        live.expire(&mut w, now + 100, &mut fired);
+        assert!(fired.is_empty(), "{fired:?}");
+        live.expire(&mut w, now + 100 + SLOTS as u64 * TICK_MS, &mut fired);
+        fired.dedup();
+        assert_eq!(fired, vec![(9, same_slot.get())]);
+        assert!(w.is_empty());
     }
 
     #[test]
