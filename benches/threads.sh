@@ -166,7 +166,10 @@ if [ "${IDLE:-1}" = 1 ]; then
 fi
 col() { awk -v c="$1" 'NF { print $c }'; }
 mid() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-echo "| row | threads | msgs/s | msgs per server CPU-s | server CPU (cores) | cross-loop relays | per CPU-s vs the first |"
+# Two ratios against the first thread count: of the medians, and the
+# median of each run's own ratio (run i of both ran back to back, so the
+# machine's drift over the minutes cancels out of it).
+echo "| row | threads | msgs/s | msgs per server CPU-s | server CPU (cores) | cross-loop relays | per CPU-s vs the first: medians, run by run |"
 echo "|---|---|---|---|---|---|---|"
 declare -A results
 for row in $ROWS; do
@@ -177,14 +180,17 @@ for row in $ROWS; do
             results["$row $threads"]+="$r"$'\n'
         done
     done
-    base=
+    base= base_runs=
     for threads in $THREADS; do
         runs=${results["$row $threads"]}
         per_cpu=$(printf '%s' "$runs" | col 2 | mid)
         base=${base:-$per_cpu}
+        base_runs=${base_runs:-$runs}
         ratio=$(awk -v a="$per_cpu" -v b="$base" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+        paired=$(paste <(printf '%s' "$runs" | col 2) <(printf '%s' "$base_runs" | col 2) |
+            awk '$2 > 0 { print $1 / $2 }' | mid)
         echo "| $row | $threads | $(printf '%s' "$runs" | col 1 | median) |" \
             "$(printf '%s' "$runs" | col 2 | median) | $(printf '%s' "$runs" | col 3 | mid) |" \
-            "$(printf '%s' "$runs" | col 4 | mid) | ${ratio}x |"
+            "$(printf '%s' "$runs" | col 4 | mid) | ${ratio}x, $(printf '%.2f' "${paired:-0}")x |"
     done
 done
