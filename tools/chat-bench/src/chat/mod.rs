@@ -19,6 +19,9 @@ use app::ChatApp;
 
 pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     let target = parse_url(&a.url)?;
+    if a.cross_loops.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+        return Err("--cross-loops is a share of the pairs, from 0 to 1".into());
+    }
     // `--cross-loops`: room for the extra clients placing may connect.
     let room = match a.cross_loops {
         Some(_) => a.clients * placed::OVER_CONNECT,

@@ -36,6 +36,9 @@ use crate::net::Net;
 pub const OVER_CONNECT: usize = 2;
 /// Largest `/metrics` response read (a few kB in practice).
 const MAX_METRICS: usize = 1 << 20;
+/// Loop numbers at or above this in `/metrics` are ignored (a reading
+/// cannot make chat-bench allocate without bound).
+const MAX_LOOPS: usize = 1024;
 
 /// The pairs planned, by client index, and how many span two loops.
 pub struct Plan {
@@ -206,22 +209,7 @@ impl Metrics {
                 self.get()?
             }
         };
-        let mut out = Vec::new();
-        for line in body.lines() {
-            let Some(rest) = line.strip_prefix("chat_loop_open_connections{loop=\"") else {
-                continue;
-            };
-            let Some((i, value)) = rest.split_once("\"} ") else {
-                continue;
-            };
-            if let (Ok(i), Ok(v)) = (i.parse::<usize>(), value.trim().parse::<u64>()) {
-                if out.len() <= i {
-                    out.resize(i + 1, 0);
-                }
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        Ok(parse_loops(&body))
     }
 
     fn get(&mut self) -> io::Result<String> {
@@ -256,6 +244,29 @@ impl Metrics {
     }
 }
 
+/// `chat_loop_open_connections{loop="i"} N` lines, as counts by loop.
+fn parse_loops(body: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("chat_loop_open_connections{loop=\"") else {
+            continue;
+        };
+        let Some((i, value)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        if let (Ok(i), Ok(v)) = (i.parse::<usize>(), value.trim().parse::<u64>()) {
+            if i >= MAX_LOOPS {
+                continue;
+            }
+            if out.len() <= i {
+                out.resize(i + 1, 0);
+            }
+            out[i] = v;
+        }
+    }
+    out
+}
+
 /// Head plus Content-Length, once the head is complete.
 fn response_len(buf: &[u8]) -> io::Result<Option<usize>> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -282,6 +293,16 @@ mod tests {
         assert_eq!(one_more(&[3, 5], &[3, 5]), None);
         assert_eq!(one_more(&[3, 5], &[2, 6]), None);
         assert_eq!(one_more(&[], &[]), Some(0));
+    }
+
+    #[test]
+    fn per_loop_gauges_are_read_by_loop_number() {
+        let body = "# HELP x\nchat_loop_open_connections{loop=\"1\"} 7\n\
+                    chat_loop_open_connections{loop=\"0\"} 5\n\
+                    chat_loop_open_connections{loop=\"99999999\"} 1\n\
+                    chat_open_connections 12\n";
+        assert_eq!(parse_loops(body), vec![5, 7]);
+        assert!(parse_loops("chat_open_connections 3\n").is_empty());
     }
 
     #[test]
