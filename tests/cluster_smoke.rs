@@ -1,0 +1,152 @@
+//! A first end-to-end check of `--redis` (the big suites are
+//! tests/cluster.rs): one redis-server, two nodes; two clients on
+//! different nodes are paired, talk in order, and hear `left` when the
+//! other leaves or its node dies; `/stats` counts both nodes.
+
+mod common;
+use common::probe::{metric, stats, wait_until};
+use common::*;
+use serde_json::json;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server on a free loopback port, no persistence; killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let up = wait_until(WAIT, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(up, "redis-server did not start");
+        Redis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(redis: &Redis, threads: &str) -> ServerProcess {
+    let url = redis.url();
+    let server = ServerProcess::start(&[
+        "--redis",
+        &url,
+        "--cluster",
+        "smoke",
+        "--threads",
+        threads,
+        "--idle-timeout",
+        "600",
+    ]);
+    assert!(
+        wait_until(WAIT, || metric(server.addr, "chat_redis_connected") == 1),
+        "the node did not connect to Redis"
+    );
+    server
+}
+
+#[test]
+fn two_clients_on_two_nodes_pair_talk_in_order_and_hear_the_other_go() {
+    let redis = Redis::start();
+    let one = node(&redis, "1");
+    let two = node(&redis, "2");
+    let mut a = Ws::connect(one.addr, "/");
+    assert_eq!(a.recv_json()["type"], "waiting");
+    let mut b = Ws::connect(two.addr, "/");
+    assert_eq!(b.recv_json()["type"], "waiting");
+    let pb = b.recv_json();
+    let pa = a.recv_json();
+    assert_eq!(
+        (pa["type"].as_str(), pb["type"].as_str()),
+        (Some("paired"), Some("paired"))
+    );
+    assert_eq!(pa["pair"], pb["pair"], "one pair id on both nodes");
+    assert_eq!(pa["initiator"], true, "the one who waited longer offers");
+    assert_eq!(pb["initiator"], false);
+    for i in 0..15 {
+        a.send_json(json!({"type":"message","text":format!("a{i}")}));
+        b.send_json(json!({"type":"message","text":format!("b{i}")}));
+    }
+    for i in 0..15 {
+        assert_eq!(b.recv_json()["text"], format!("a{i}"));
+        assert_eq!(a.recv_json()["text"], format!("b{i}"));
+    }
+    assert!(metric(one.addr, "chat_cluster_messages_out_total") >= 15);
+    assert!(metric(two.addr, "chat_cluster_messages_in_total") >= 15);
+    // `/stats` on either node counts both (published every second).
+    for n in [&one, &two] {
+        let ok = wait_until(WAIT, || {
+            stats(n.addr) == json!({"online":2,"waiting":0,"chatting":2})
+        });
+        assert!(ok, "{}", stats(n.addr));
+    }
+    // `next` across nodes: the other hears it, both search again and, the
+    // only two queued, are paired again (the re-pair rule's two-left case).
+    b.send_json(json!({"type":"next"}));
+    let left = a.recv_json();
+    assert_eq!(
+        (left["type"].as_str(), left["reason"].as_str()),
+        (Some("left"), Some("next"))
+    );
+    assert_eq!(b.recv_json()["type"], "waiting");
+    a.send_json(json!({"type":"next"}));
+    assert_eq!(a.recv_json()["type"], "waiting");
+    assert_eq!(a.recv_json()["type"], "paired");
+    assert_eq!(b.recv_json()["type"], "paired");
+    // The node of b dies (kill -9): a hears `left` `disconnected` within 5 s.
+    let started = Instant::now();
+    drop(two);
+    let left = a
+        .try_recv(Duration::from_secs(8))
+        .expect("no left after kill -9");
+    let left = left.json();
+    assert_eq!(
+        (left["type"].as_str(), left["reason"].as_str()),
+        (Some("left"), Some("disconnected"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_node_without_redis_still_pairs_its_own_clients() {
+    // Nothing listens on this port: the node starts, warns, pairs locally.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let server = ServerProcess::start(&["--redis", &url, "--threads", "2"]);
+    let (mut a, mut b) = chat_pair(server.addr);
+    a.send_json(json!({"type":"message","text":"hi"}));
+    assert_eq!(b.recv_json()["text"], "hi");
+    assert_eq!(metric(server.addr, "chat_redis_connected"), 0);
+}
