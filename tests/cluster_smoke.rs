@@ -24,6 +24,11 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
+        Redis::on(port)
+    }
+
+    /// A fresh (empty) one on `port`.
+    fn on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -51,17 +56,21 @@ impl Drop for Redis {
 }
 
 fn node(redis: &Redis, threads: &str) -> ServerProcess {
+    node_with(redis, &["--threads", threads])
+}
+
+fn node_with(redis: &Redis, args: &[&str]) -> ServerProcess {
     let url = redis.url();
-    let server = ServerProcess::start(&[
+    let mut all = vec![
         "--redis",
         &url,
         "--cluster",
         "smoke",
-        "--threads",
-        threads,
         "--idle-timeout",
         "600",
-    ]);
+    ];
+    all.extend_from_slice(args);
+    let server = ServerProcess::start(&all);
     assert!(
         wait_until(WAIT, || metric(server.addr, "chat_redis_connected") == 1),
         "the node did not connect to Redis"
@@ -149,4 +158,69 @@ fn a_node_without_redis_still_pairs_its_own_clients() {
     a.send_json(json!({"type":"message","text":"hi"}));
     assert_eq!(b.recv_json()["text"], "hi");
     assert_eq!(metric(server.addr, "chat_redis_connected"), 0);
+}
+
+/// a on one node, b on the other: paired across nodes.
+fn cross_pair(one: &ServerProcess, two: &ServerProcess) -> (Ws, Ws) {
+    let mut a = Ws::connect(one.addr, "/");
+    assert_eq!(a.recv_json()["type"], "waiting");
+    let mut b = Ws::connect(two.addr, "/");
+    assert_eq!(b.recv_json()["type"], "waiting");
+    assert_eq!(b.recv_json()["type"], "paired");
+    assert_eq!(a.recv_json()["type"], "paired");
+    (a, b)
+}
+
+fn expect_left(ws: &mut Ws, within: Duration) {
+    let frame = ws.try_recv(within).expect("no left");
+    let left = frame.json();
+    assert_eq!(
+        (left["type"].as_str(), left["reason"].as_str()),
+        (Some("left"), Some("disconnected")),
+        "{left}"
+    );
+}
+
+#[test]
+fn redis_restarted_empty_ends_cross_pairs_after_the_grace_then_pairing_resumes() {
+    let redis = Redis::start();
+    let port = redis.port;
+    let one = node_with(&redis, &["--threads", "1", "--redis-grace", "1s"]);
+    let two = node_with(&redis, &["--threads", "1", "--redis-grace", "1s"]);
+    let (mut a, mut b) = cross_pair(&one, &two);
+    // A local pair on node one keeps talking through all of it.
+    let (mut c, mut d) = chat_pair(one.addr);
+    drop(redis);
+    expect_left(&mut a, Duration::from_secs(6));
+    expect_left(&mut b, Duration::from_secs(6));
+    c.send_json(json!({"type":"message","text":"still here"}));
+    assert_eq!(d.recv_json()["text"], "still here");
+    let _redis = Redis::on(port);
+    for n in [&one, &two] {
+        assert!(wait_until(WAIT, || metric(n.addr, "chat_redis_connected") == 1));
+        assert!(metric(n.addr, "chat_redis_reconnects_total") >= 1);
+    }
+    let (mut e, mut f) = cross_pair(&one, &two);
+    e.send_json(json!({"type":"message","text":"again"}));
+    assert_eq!(f.recv_json()["text"], "again");
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_tells_the_others_at_once() {
+    let redis = Redis::start();
+    let one = node(&redis, "1");
+    let two = node(&redis, "1");
+    // Let each see the other in a heartbeat (the goodbye goes to live nodes).
+    assert!(wait_until(WAIT, || metric(one.addr, "chat_cluster_nodes") == 2));
+    assert!(wait_until(WAIT, || metric(two.addr, "chat_cluster_nodes") == 2));
+    let (mut a, _b) = cross_pair(&one, &two);
+    let started = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(two.pid() as i32, libc::SIGTERM) };
+    expect_left(&mut a, Duration::from_secs(3));
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -47,6 +47,8 @@ use crate::safety::SafetyHandle;
 
 mod cluster;
 pub use cluster::{Command, Notify};
+#[cfg(test)]
+mod tests_cluster;
 
 /// Most blocked clients a partner search steps over in one queue map
 /// (beyond that the searcher waits for a newcomer).
@@ -431,7 +433,7 @@ impl Matchmaker {
     /// A queued client searches: in the cluster's queue while Redis is up,
     /// else here.
     fn pair_or_join(&mut self, id: Gid, out: &mut dyn MatchOut) {
-        if !self.cluster_join(id, false) {
+        if !self.cluster_join(id, true) {
             self.try_pair(id, out);
         }
     }

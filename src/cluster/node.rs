@@ -36,7 +36,7 @@ use crate::chat::matchmaker::{Command, Gid, MatchOut, Matchmaker, Member};
 use crate::chat::peer::{Address, Cross};
 use crate::chat::protocol::LeftReason;
 use crate::chat::PairId;
-use crate::engine::{encode_cross, forwarded, record_len};
+use crate::engine::{encode_cross, forwarded, left_target, record_len};
 use crate::server::link::Link;
 use log::{info, warn};
 use mio::net::TcpStream;
@@ -427,8 +427,23 @@ impl ClusterThread {
             match c {
                 Command::Op(op) => self.eval(op.clone(), Sent::Op(op), now),
                 Command::Publish { node, payload } => self.publish(node, &payload, now),
+                Command::Block { a, b, ttl_ms } => self.block(a, b, ttl_ms, now),
             }
         }
+    }
+
+    /// `{NAME}:blk:<a>|<b>` (sorted pair) for the block's lifetime: the
+    /// script pairs neither way while it exists.
+    fn block(&mut self, a: IpAddr, b: IpAddr, ttl_ms: u64, now: u64) {
+        let Some(cmd) = &mut self.cmd else {
+            return;
+        };
+        let (a, b) = (a.to_string(), b.to_string());
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let key = format!("{}:blk:{lo}|{hi}", String::from_utf8_lossy(&self.prefix));
+        let ttl = ttl_ms.max(1).to_string();
+        cmd.send(&[b"SET", key.as_bytes(), b"1", b"PX", ttl.as_bytes()]);
+        self.inflight.push_back((Sent::Ignore, now));
     }
 
     fn publish(&mut self, node: u64, payload: &[u8], now: u64) {
@@ -591,7 +606,10 @@ impl ClusterThread {
             self.down_since_ms = Some(now);
             self.grace_done = false;
             self.view.connected.store(false, Ordering::Relaxed);
+            self.view.nodes.store(1, Ordering::Relaxed);
             let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
+            // Other nodes' counts are unknown from here: `/stats` shows ours.
+            mm.cluster_set_others(crate::chat::Counts::default());
             mm.cluster_set_up(
                 false,
                 now,
@@ -787,14 +805,24 @@ impl ClusterThread {
         if let Message::Records(records) = message {
             let mut at = 0;
             let mut n = 0;
+            let mut lefts = Vec::new();
             while let Some(len) = records.get(at..).and_then(record_len) {
                 if let Some(r) = records.get(at..at + len) {
+                    if let Some((thread, conn, pair)) = left_target(r) {
+                        lefts.push((conn.saturating_mul(threads).saturating_add(thread), pair));
+                    }
                     self.to_loops.extend_from_slice(r);
                     n += 1;
                 }
                 at += len;
             }
             ClusterView::add(&self.view.messages_in, n);
+            if !lefts.is_empty() {
+                let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
+                for (gid, pair) in lefts {
+                    mm.cluster_remote_left(gid, pair);
+                }
+            }
             return;
         }
         if let Message::Probe(_) = message {

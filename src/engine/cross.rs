@@ -57,6 +57,18 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
     (len >= HEADER && len <= bytes.len()).then_some(len)
 }
 
+/// A `left` record's receiver (loop, connection) and pair: the cluster
+/// thread tells the matchmaker when one comes from another node.
+pub fn left_target(record: &[u8]) -> Option<(usize, usize, PairId)> {
+    if record.get(6) != Some(&LEFT) {
+        return None;
+    }
+    let mut r = Reader::new(record.get(HEADER..)?);
+    let conn = r.u64()? as usize;
+    let pair = PairId(r.u64()?);
+    Some((record_thread(record)?, conn, pair))
+}
+
 /// The sending connection of a relay record (told when it is dropped).
 pub fn relay_sender(record: &[u8]) -> Option<usize> {
     if let Some((_, inner)) = forwarded(record) {

@@ -41,7 +41,7 @@ mod wheel;
 mod tests;
 
 pub(crate) use cross::encode as encode_cross;
-pub use cross::{forwarded, record_len, record_thread, relay_sender, REMOTE};
+pub use cross::{forwarded, left_target, record_len, record_thread, relay_sender, REMOTE};
 pub use process::Process;
 
 use crate::chat::pairing::ChatConfig;

@@ -324,6 +324,11 @@ impl SafetyHandle {
         f(&|a, b| !state.blocks.blocked(AddrKey::of(a), AddrKey::of(b), now_ms))
     }
 
+    /// How long a block lasts (`--block-hours`), in ms.
+    pub fn block_ms(&self) -> u64 {
+        self.shared.config.block_hours.saturating_mul(3_600_000)
+    }
+
     /// `a` blocked `b` (or reported): no pairing either way for
     /// `--block-hours`.
     pub fn block(&self, a: IpAddr, b: IpAddr, now_ms: u64) {

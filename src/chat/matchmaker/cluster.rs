@@ -21,6 +21,7 @@ use crate::chat::video::PairId;
 use crate::cluster::proto::{self, Answer, Offer};
 use crate::cluster::script::{Match, Op, Reply, Ticket};
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// How long a searcher waits for the claimed stranger's node to answer.
@@ -41,6 +42,15 @@ impl std::fmt::Debug for Notify {
 pub enum Command {
     /// Run the script.
     Op(Op),
+    /// Keep two addresses apart on every node for `ttl_ms`.
+    Block {
+        /// One address.
+        a: IpAddr,
+        /// The other.
+        b: IpAddr,
+        /// The block's lifetime.
+        ttl_ms: u64,
+    },
     /// Publish a control message to a node's channel.
     Publish {
         /// The node.
@@ -124,6 +134,14 @@ impl Matchmaker {
             offers: HashMap::new(),
             deliveries: HashMap::new(),
         }));
+    }
+
+    /// `a` blocked `b` (or reported): with Redis up, the script keeps
+    /// them apart on every node too.
+    pub fn cluster_block(&mut self, a: IpAddr, b: IpAddr, ttl_ms: u64) {
+        if self.cluster_up() {
+            self.push(Command::Block { a, b, ttl_ms });
+        }
     }
 
     fn threads(&self) -> usize {
@@ -230,6 +248,7 @@ impl Matchmaker {
             let op = Op::Search {
                 node,
                 serial: c.serial,
+                gid: id,
                 open: c.open,
             };
             self.push(Command::Op(op));
@@ -254,6 +273,18 @@ impl Matchmaker {
     /// `gid` leaves (or is left by) `partner` before the pair Redis made
     /// between them was delivered: the one staying searches again. True
     /// if there was such an undelivered pair.
+    /// A `left` from another node reached our client `gid`'s loop: the
+    /// matchmaker forgets the pair too (if it is still the current one).
+    pub fn cluster_remote_left(&mut self, gid: Gid, pair: PairId) {
+        let Some(c) = self.client_mut(gid) else {
+            return;
+        };
+        if matches!(c.state, State::Remote(_)) && c.pair == Some(pair) {
+            c.state = State::Idle;
+            self.chatting = self.chatting.saturating_sub(1);
+        }
+    }
+
     pub(super) fn cluster_undeliver(&mut self, gid: Gid, partner: Gid) -> bool {
         let Some(c) = &mut self.cluster else {
             return false;
@@ -341,10 +372,7 @@ impl Matchmaker {
         self.now_ms = self.now_ms.max(now_ms);
         let (gid, serial) = match op {
             Op::Join(t) => (t.gid, t.serial),
-            Op::Search { serial, .. } => match self.gid_of(*serial) {
-                Some(g) => (g, *serial),
-                None => return,
-            },
+            Op::Search { serial, gid, .. } => (*gid, *serial),
             _ => return,
         };
         let x_ok = self.valid(gid, serial, State::Queued);
@@ -363,13 +391,6 @@ impl Matchmaker {
             Reply::Gone | Reply::Done | Reply::Nodes(_) => {}
         }
         self.finish_turn(now_ms, out);
-    }
-
-    /// Finds a client by serial (the search reply names only the ticket).
-    fn gid_of(&self, serial: u64) -> Option<Gid> {
-        self.clients
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|c| c.serial == serial))
     }
 
     fn matched(
