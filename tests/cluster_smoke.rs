@@ -224,3 +224,104 @@ fn a_node_stopped_with_sigterm_tells_the_others_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+fn three_hundred_clients_on_three_nodes_all_pair_and_talk_only_to_their_partners() {
+    raise_nofile();
+    let redis = Redis::start();
+    let nodes: Vec<ServerProcess> = (0..3).map(|_| node(&redis, "2")).collect();
+    const N: usize = 300;
+    let mut clients: Vec<Ws> = (0..N)
+        .map(|i| Ws::connect(nodes[i % 3].addr, "/"))
+        .collect();
+    for (i, ws) in clients.iter_mut().enumerate() {
+        assert_eq!(ws.recv_json()["type"], "waiting", "client {i}");
+        let p = ws.recv_json();
+        assert_eq!(p["type"], "paired", "client {i}: {p}");
+    }
+    for (i, ws) in clients.iter_mut().enumerate() {
+        for seq in 0..3 {
+            ws.send_json(json!({"type":"message","text":format!("{i}:{seq}")}));
+        }
+    }
+    let mut partner = vec![usize::MAX; N];
+    for (i, ws) in clients.iter_mut().enumerate() {
+        for seq in 0..3 {
+            let msg = ws.recv_json();
+            let (j, s) = msg["text"].as_str().unwrap().split_once(':').unwrap();
+            let j: usize = j.parse().unwrap();
+            assert_ne!(j, i);
+            if seq == 0 {
+                partner[i] = j;
+            }
+            assert_eq!(partner[i], j, "two senders");
+            assert_eq!(s.parse::<usize>().unwrap(), seq, "out of order");
+        }
+    }
+    let across = (0..N).filter(|&i| i % 3 != partner[i] % 3).count();
+    eprintln!("{across} of {N} clients paired across nodes");
+    assert!((0..N).all(|i| partner[partner[i]] == i));
+    for n in &nodes {
+        let ok = wait_until(WAIT, || {
+            stats(n.addr) == json!({"online":N,"waiting":0,"chatting":N})
+        });
+        assert!(ok, "{}", stats(n.addr));
+    }
+}
+
+#[test]
+fn interests_match_across_nodes_and_the_fallback_works_across_nodes() {
+    let redis = Redis::start();
+    let one = node_with(&redis, &["--interest-wait", "1"]);
+    let two = node_with(&redis, &["--interest-wait", "1"]);
+    let mut a = Ws::connect(one.addr, "/?interests=music");
+    assert_eq!(a.recv_json()["type"], "waiting");
+    let mut other = Ws::connect(one.addr, "/?interests=chess");
+    assert_eq!(other.recv_json()["type"], "waiting");
+    let mut b = Ws::connect(two.addr, "/?interests=rust,music");
+    assert_eq!(b.recv_json()["type"], "waiting");
+    let pb = b.recv_json();
+    assert_eq!(pb["common"], json!(["music"]), "{pb}");
+    assert_eq!(a.recv_json()["common"], json!(["music"]));
+    // `other` finds no chess fan: after its wait it takes anyone, here a
+    // client without interests on the other node.
+    let mut d = Ws::connect(two.addr, "/");
+    assert_eq!(d.recv_json()["type"], "waiting");
+    let started = Instant::now();
+    let po = other
+        .try_recv(Duration::from_secs(5))
+        .expect("no fallback")
+        .json();
+    assert_eq!(po["type"], "paired", "{po}");
+    assert_eq!(po["common"], json!([]));
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(d.recv_json()["type"], "paired");
+}
+
+#[test]
+fn next_across_nodes_honours_the_re_pair_rule() {
+    let redis = Redis::start();
+    let one = node(&redis, "1");
+    let two = node(&redis, "1");
+    let (mut a, mut b) = cross_pair(&one, &two);
+    // A third client waits (interests, long wait): a and b must not meet
+    // again while it is queued.
+    let mut c = Ws::connect(one.addr, "/?interests=zzz");
+    assert_eq!(c.recv_json()["type"], "waiting");
+    a.send_json(json!({"type":"next"}));
+    assert_eq!(a.recv_json()["type"], "waiting");
+    assert_eq!(b.recv_json()["reason"], "next");
+    b.send_json(json!({"type":"next"}));
+    assert_eq!(b.recv_json()["type"], "waiting");
+    assert!(
+        a.try_recv(Duration::from_millis(800)).is_none(),
+        "re-paired with 3 queued"
+    );
+    // c leaves: down to two, they are paired again.
+    drop(c);
+    assert_eq!(
+        a.try_recv(WAIT).expect("not re-paired").json()["type"],
+        "paired"
+    );
+    assert_eq!(b.recv_json()["type"], "paired");
+}
