@@ -325,3 +325,57 @@ fn next_across_nodes_honours_the_re_pair_rule() {
     );
     assert_eq!(b.recv_json()["type"], "paired");
 }
+
+/// A chat client connecting from 127.0.0.(2 + i).
+fn ws_from(i: usize, addr: std::net::SocketAddr) -> Ws {
+    use std::io::Write;
+    let mut stream = common::streams::connect_from(i, addr);
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let resp = read_response(&mut stream, &mut buf, false);
+    assert_eq!(resp.status, 101, "{resp:?}");
+    Ws { stream, buf }
+}
+
+#[test]
+fn a_block_holds_across_nodes_and_a_ban_reaches_every_node() {
+    let redis = Redis::start();
+    let one = node_with(&redis, &["--auto-ban-reporters", "1"]);
+    let two = node(&redis, "1");
+    let mut a = ws_from(0, one.addr);
+    assert_eq!(a.recv_json()["type"], "waiting");
+    let mut b = ws_from(1, two.addr);
+    assert_eq!(b.recv_json()["type"], "waiting");
+    assert_eq!(b.recv_json()["type"], "paired");
+    assert_eq!(a.recv_json()["type"], "paired");
+    a.send_json(json!({"type":"block"}));
+    assert_eq!(a.recv_json()["type"], "waiting");
+    assert_eq!(b.recv_json()["reason"], "next");
+    b.send_json(json!({"type":"next"}));
+    assert_eq!(b.recv_json()["type"], "waiting");
+    assert!(
+        a.try_recv(Duration::from_millis(800)).is_none(),
+        "blocked pair paired"
+    );
+    // A third address pairs with a, who waited longest.
+    let mut c = ws_from(2, two.addr);
+    assert_eq!(c.recv_json()["type"], "waiting");
+    assert_eq!(c.recv_json()["type"], "paired");
+    assert_eq!(a.recv_json()["type"], "paired");
+    // a reports c: one report bans c's address on node one, and node two
+    // (where c is) closes c with `banned`.
+    a.send_json(json!({"type":"report","reason":"spam"}));
+    let first = c.try_recv(WAIT).expect("c not told").json();
+    let banned = if first["type"] == "left" {
+        c.recv_json()
+    } else {
+        first
+    };
+    assert_eq!(banned["type"], "banned", "{banned}");
+    c.expect_close(1008);
+}

@@ -88,6 +88,8 @@ pub struct Setup {
     pub threads: usize,
     /// The process's time zero (the loops' `now_ms`).
     pub start: Instant,
+    /// Bans made here go to the other nodes and theirs come here.
+    pub safety: crate::safety::SafetyHandle,
 }
 
 /// A non-blocking connection to Redis with its buffers.
@@ -178,6 +180,7 @@ pub struct ClusterThread {
     setup: Setup,
     prefix: Vec<u8>,
     channel: Vec<u8>,
+    bans_channel: Vec<u8>,
     sha: String,
     link: Link,
     matchmaker: Arc<Mutex<Matchmaker>>,
@@ -220,8 +223,10 @@ impl ClusterThread {
     ) -> ClusterThread {
         let prefix = format!("{{{}}}", setup.name).into_bytes();
         let channel = format!("{{{}}}:n:{}", setup.name, node_hex(setup.node)).into_bytes();
+        let bans_channel = format!("{{{}}}:bans", setup.name).into_bytes();
         ClusterThread {
             poll,
+            bans_channel,
             prefix,
             channel,
             sha: script::sha1_hex(),
@@ -344,6 +349,7 @@ impl ClusterThread {
         }
         self.timers(now);
         self.send_commands(now);
+        self.share_bans(now);
         self.route_decided();
         self.publish_batches(now);
         ClusterView::add(&self.view.dropped, dropped);
@@ -428,6 +434,27 @@ impl ClusterThread {
                 Command::Op(op) => self.eval(op.clone(), Sent::Op(op), now),
                 Command::Publish { node, payload } => self.publish(node, &payload, now),
                 Command::Block { a, b, ttl_ms } => self.block(a, b, ttl_ms, now),
+            }
+        }
+    }
+
+    /// Bans made here since the last turn, to every node (while down they
+    /// stay on this node only).
+    fn share_bans(&mut self, now: u64) {
+        let bans = self.setup.safety.take_shared_bans();
+        if bans.is_empty() || !self.up() {
+            return;
+        }
+        for ban in bans {
+            let from = proto::BanFrom {
+                node: self.setup.node,
+                ban,
+            };
+            let mut payload = vec![b'B'];
+            let _ = serde_json::to_writer(&mut payload, &from);
+            if let Some(cmd) = &mut self.cmd {
+                cmd.send(&[b"PUBLISH", &self.bans_channel, &payload]);
+                self.inflight.push_back((Sent::Ignore, now));
             }
         }
     }
@@ -573,7 +600,7 @@ impl ClusterThread {
         }
         cmd.send(&[b"SCRIPT", b"LOAD", script::SOURCE.as_bytes()]);
         self.inflight.push_back((Sent::Load, now));
-        sub.send(&[b"SUBSCRIBE", &self.channel]);
+        sub.send(&[b"SUBSCRIBE", &self.channel, &self.bans_channel]);
         self.cmd = Some(cmd);
         self.sub = Some(sub);
         self.phase = Phase::Connecting {
@@ -829,6 +856,13 @@ impl ClusterThread {
             self.probe_seen_ms = now;
             return;
         }
+        if let Message::Ban(b) = &message {
+            if b.node != self.setup.node {
+                let unix_ms = crate::sys::unix_now_s().saturating_mul(1000);
+                self.setup.safety.apply_shared_ban(&b.ban, unix_ms);
+            }
+            return;
+        }
         let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Out::new(threads, &mut self.decided);
         match message {
@@ -843,7 +877,7 @@ impl ClusterThread {
                 }
             }
             Message::Gone(node) => mm.cluster_node_gone(node, &mut out),
-            Message::Records(_) | Message::Probe(_) => {}
+            Message::Records(_) | Message::Probe(_) | Message::Ban(_) => {}
         }
         ClusterView::add(&self.view.pairs, out.pairs);
         mm.cluster_commands(&mut self.commands);

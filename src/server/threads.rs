@@ -76,7 +76,13 @@ impl Threads {
             safety.clone(),
         );
         let cluster_parts = match &config.redis {
-            Some(url) => Some(cluster_parts(&config, url.clone(), n, &mut process)?),
+            Some(url) => Some(cluster_parts(
+                &config,
+                url.clone(),
+                n,
+                &mut process,
+                &safety,
+            )?),
             None => None,
         };
         let process = Arc::new(process);
@@ -206,9 +212,13 @@ fn cluster_parts(
     url: RedisUrl,
     loops: usize,
     process: &mut Process,
+    safety: &SafetyHandle,
 ) -> io::Result<(Poll, Arc<Waker>, Setup, Arc<ClusterView>)> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), crate::cluster::node::WAKER)?);
+    // Bans made here wake the cluster thread, which shares them.
+    safety.share_bans();
+    safety.add_waker(waker.clone());
     let node = loop {
         // 0 means "this process" in an address: never a node's id.
         let id = crate::sys::random_u64();
@@ -239,6 +249,7 @@ fn cluster_parts(
         node,
         threads: loops,
         start: Instant::now(),
+        safety: safety.clone(),
     };
     Ok((poll, waker, setup, view))
 }
