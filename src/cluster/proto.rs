@@ -60,8 +60,8 @@ pub struct OfferTo {
 /// `O`: the script claimed `y` (a ticket of this node) for `x`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Offer {
-    /// The pair counter.
-    pub pair: u64,
+    /// The pair counter (decimal).
+    pub pair: String,
     /// 1 when `y` is the initiator.
     pub y_init: u8,
     /// The searcher.

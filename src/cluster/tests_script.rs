@@ -115,7 +115,7 @@ fn longest_waiting_sharing_a_tag_then_open_and_offers_go_with_the_claim() {
     let Some(Message::Offer(o)) = proto::parse(&offer) else {
         panic!("{offer:?}")
     };
-    assert_eq!((o.pair, o.y_init), (m.counter, 1));
+    assert_eq!((o.pair, o.y_init), (m.counter.to_string(), 1));
     assert_eq!((o.x.serial.as_str(), o.y.serial.as_str()), ("4", "1"));
     assert_eq!(o.x.tags, r#"["music","rust"]"#);
     assert_eq!(s.card("{t}:q"), 2);

@@ -493,6 +493,9 @@ impl Matchmaker {
         let Some((node, key)) = self.cluster.as_ref().map(|c| (c.node, c.key)) else {
             return;
         };
+        let Some(counter) = proto::num::<u64>(&o.pair) else {
+            return;
+        };
         let (Some(y_serial), Some(y_gid)) =
             (proto::num::<u64>(&o.y.serial), proto::num::<Gid>(&o.y.gid))
         else {
@@ -509,7 +512,7 @@ impl Matchmaker {
         let threads = self.threads();
         let accept = x_node != 0 && self.cluster_up() && self.valid(y_gid, y_serial, State::Queued);
         let answer = Answer {
-            pair: o.pair,
+            pair: counter,
             x_serial: x.serial,
             x_gid,
             node,
@@ -524,7 +527,7 @@ impl Matchmaker {
         if !accept {
             return;
         }
-        let pair = PairId::new(o.pair, key);
+        let pair = PairId::new(counter, key);
         let x_tags: Vec<String> = serde_json::from_str(&o.x.tags).unwrap_or_default();
         let Some(yc) = self.client(y_gid) else {
             return;

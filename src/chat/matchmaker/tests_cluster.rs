@@ -80,7 +80,7 @@ fn only_op(m: &mut Matchmaker) -> Op {
 /// `y` (of `node`) was claimed by `x`'s script call: the offer it sends.
 fn offer(x_node: u64, x_serial: u64, x_gid: usize, y_serial: u64, y_gid: usize) -> Offer {
     Offer {
-        pair: 42,
+        pair: "42".to_string(),
         y_init: 1,
         x: OfferFrom {
             node: format!("{x_node:x}"),
