@@ -689,11 +689,11 @@ impl Matchmaker {
         for (gid, c) in self.clients.iter().enumerate() {
             if let Some(State::Remote(a)) = c.as_ref().map(|c| c.state) {
                 if dead(a.node) {
-                    ended.push(gid);
+                    ended.push((gid, a));
                 }
             }
         }
-        for gid in ended {
+        for (gid, partner) in ended {
             let Some(c) = self.client_mut(gid) else {
                 continue;
             };
@@ -702,6 +702,10 @@ impl Matchmaker {
             self.chatting = self.chatting.saturating_sub(1);
             if let (Some(pair), Some(m)) = (pair, self.member(gid)) {
                 out.left(m, pair, LeftReason::Disconnected);
+                // The other side too, in case that node was only cut off
+                // for a while and is back (a dead node never reads it; while
+                // Redis is down here it is dropped).
+                out.left_remote(partner, pair, LeftReason::Disconnected);
             }
         }
         let offered: Vec<Gid> = match &self.cluster {
