@@ -269,12 +269,13 @@ impl ClusterThread {
                 }
             }
             let now = self.now_ms();
-            for event in events.iter() {
-                let result = match event.token() {
-                    CMD => self.on_cmd(now),
-                    SUB => self.on_sub(now),
-                    _ => Ok(()),
-                };
+            let io = events.iter().any(|e| e.token() == CMD || e.token() == SUB);
+            if io {
+                // Replies first, then what other nodes published: an answer
+                // to our offer comes after our script's reply on the wire,
+                // on the other connection (a reordering is still handled:
+                // the matchmaker keeps early answers).
+                let result = self.on_cmd(now).and_then(|()| self.on_sub(now));
                 if let Err(why) = result {
                     self.down(now, &why);
                 }
@@ -947,12 +948,7 @@ impl<'a> Out<'a> {
     }
 
     fn address(&self, m: Member) -> Address {
-        Address {
-            node: 0,
-            thread: m.gid % self.threads,
-            conn: m.gid / self.threads,
-            serial: m.serial,
-        }
+        Address::here(m.gid % self.threads, m.gid / self.threads, m.serial)
     }
 }
 
