@@ -67,8 +67,10 @@ const BACKOFF_MAX_MS: u64 = 2000;
 /// (Redis does not keep up: nothing is buffered without bound).
 const MAX_UNSENT: usize = 8 * 1024 * 1024;
 /// Unparsed reply bytes a connection may hold (a reply is bounded by
-/// `resp::MAX_BULK`).
-const MAX_UNREAD: usize = resp::MAX_BULK + 64 * 1024;
+/// `resp::MAX_BULK`, and at most [`READ_BUDGET`] is read before parsing).
+const MAX_UNREAD: usize = resp::MAX_BULK + READ_BUDGET + 64 * 1024;
+/// Bytes read from a connection before what they hold is handled.
+const READ_BUDGET: usize = 1024 * 1024;
 /// Bytes of records published in one PUBLISH.
 const MAX_BATCH: usize = 256 * 1024;
 /// How long SIGTERM waits for the goodbye to be written.
@@ -97,6 +99,8 @@ struct Conn {
     stream: TcpStream,
     unsent: Vec<u8>,
     unread: Vec<u8>,
+    /// How much of `unread` is parsed (dropped at the next read).
+    parsed: usize,
 }
 
 impl Conn {
@@ -116,31 +120,42 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what is there; Err: lost (or closed).
-    fn fill(&mut self) -> io::Result<()> {
+    /// Reads up to [`READ_BUDGET`] more bytes: Ok(true) when the socket
+    /// is drained (WouldBlock), Ok(false) when the budget ran out first
+    /// (parse, then read again); Err: lost, closed, or one reply over
+    /// [`MAX_UNREAD`].
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.parsed > 0 {
+            self.unread.drain(..self.parsed.min(self.unread.len()));
+            self.parsed = 0;
+        }
         let mut chunk = [0u8; 16 * 1024];
-        loop {
+        let mut read = 0;
+        while read < READ_BUDGET {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
                 Ok(n) => {
+                    read += n;
                     self.unread
                         .extend_from_slice(chunk.get(..n).unwrap_or_default());
                     if self.unread.len() > MAX_UNREAD {
                         return Err(ErrorKind::InvalidData.into());
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(false)
     }
 
     /// The next complete reply; Err: not RESP.
     fn next(&mut self) -> Result<Option<Value>, resp::Error> {
-        match resp::decode(&self.unread)? {
+        let rest = self.unread.get(self.parsed..).unwrap_or_default();
+        match resp::decode(rest)? {
             Some((v, used)) => {
-                self.unread.drain(..used);
+                self.parsed += used;
                 Ok(Some(v))
             }
             None => Ok(None),
@@ -355,6 +370,12 @@ impl ClusterThread {
         self.publish_batches(now);
         ClusterView::add(&self.view.dropped, dropped);
         self.flush(now);
+        self.flush_to_loops();
+    }
+
+    /// Records for the loops go into their rings (relays that do not fit
+    /// are dropped and counted; `paired`/`left` wait in the backlog).
+    fn flush_to_loops(&mut self) {
         if !self.to_loops.is_empty() || self.link.has_backlog() {
             let lost = self.link.push_records(&self.to_loops);
             ClusterView::add(&self.view.dropped, lost);
@@ -575,6 +596,7 @@ impl ClusterThread {
                 stream,
                 unsent: Vec::new(),
                 unread: Vec::new(),
+                parsed: 0,
             })
         };
         let (mut cmd, mut sub) = match (open(CMD), open(SUB)) {
@@ -687,25 +709,30 @@ impl ClusterThread {
     }
 
     fn on_cmd(&mut self, now: u64) -> Result<(), String> {
-        let Some(cmd) = &mut self.cmd else {
-            return Ok(());
-        };
-        cmd.fill().map_err(|e| format!("read: {e}"))?;
-        cmd.flush().map_err(|e| format!("write: {e}"))?;
         loop {
             let Some(cmd) = &mut self.cmd else {
                 return Ok(());
             };
-            let Some(reply) = cmd
-                .next()
-                .map_err(|_| "a reply that is not RESP".to_string())?
-            else {
+            let drained = cmd.fill().map_err(|e| format!("read: {e}"))?;
+            cmd.flush().map_err(|e| format!("write: {e}"))?;
+            loop {
+                let Some(cmd) = &mut self.cmd else {
+                    return Ok(());
+                };
+                let Some(reply) = cmd
+                    .next()
+                    .map_err(|_| "a reply that is not RESP".to_string())?
+                else {
+                    break;
+                };
+                let Some((sent, _)) = self.inflight.pop_front() else {
+                    return Err("a reply nobody asked for".to_string());
+                };
+                self.on_reply(sent, reply, now)?;
+            }
+            if drained {
                 return Ok(());
-            };
-            let Some((sent, _)) = self.inflight.pop_front() else {
-                return Err("a reply nobody asked for".to_string());
-            };
-            self.on_reply(sent, reply, now)?;
+            }
         }
     }
 
@@ -786,11 +813,24 @@ impl ClusterThread {
     }
 
     fn on_sub(&mut self, now: u64) -> Result<(), String> {
-        let Some(sub) = &mut self.sub else {
-            return Ok(());
-        };
-        sub.fill().map_err(|e| format!("subscriber read: {e}"))?;
-        sub.flush().map_err(|e| format!("subscriber write: {e}"))?;
+        loop {
+            let Some(sub) = &mut self.sub else {
+                return Ok(());
+            };
+            let drained = sub.fill().map_err(|e| format!("subscriber read: {e}"))?;
+            sub.flush().map_err(|e| format!("subscriber write: {e}"))?;
+            self.parse_sub(now)?;
+            // What came in goes to the loops now: `to_loops` never holds
+            // more than one read budget's worth.
+            self.flush_to_loops();
+            if drained {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every complete message read so far on the subscriber connection.
+    fn parse_sub(&mut self, now: u64) -> Result<(), String> {
         loop {
             let Some(sub) = &mut self.sub else {
                 return Ok(());
