@@ -213,6 +213,9 @@ pub struct ClusterThread {
     ever_up: bool,
     next_beat_ms: u64,
     beat_sent_ms: u64,
+    /// When the last answered heartbeat was sent: our node key lives
+    /// until `NODE_TTL_MS` after it.
+    beat_ok_ms: u64,
     probe_seen_ms: u64,
     /// Live nodes of the last heartbeat (the goodbye goes to them).
     live: Vec<u64>,
@@ -258,6 +261,7 @@ impl ClusterThread {
             ever_up: false,
             next_beat_ms: 0,
             beat_sent_ms: 0,
+            beat_ok_ms: 0,
             probe_seen_ms: 0,
             live: Vec::new(),
             batches: Vec::new(),
@@ -690,6 +694,10 @@ impl ClusterThread {
         if self.ever_up {
             self.view.reconnects.fetch_add(1, Ordering::Relaxed);
         }
+        // Cross-node pairs still running (the grace has not ended them)
+        // though our node key expired while we were away.
+        let expired =
+            self.ever_up && !self.grace_done && now >= self.beat_ok_ms + script::NODE_TTL_MS;
         self.ever_up = true;
         self.phase = Phase::Up { since_ms: now };
         self.backoff_ms = BACKOFF_MIN_MS;
@@ -700,6 +708,12 @@ impl ClusterThread {
         // The node key first: other nodes skip tickets of nodes without one.
         self.beat(now);
         let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
+        if expired {
+            // Our key expired while we were away: the other nodes have
+            // ended our cross-node pairs (and their `left` could not reach
+            // us), so ours end too, before anything else.
+            mm.cluster_grace_over(&mut Out::new(self.setup.threads, &mut self.decided));
+        }
         mm.cluster_set_up(
             true,
             now,
@@ -763,6 +777,7 @@ impl ClusterThread {
                 self.maybe_up(now);
             }
             Sent::Beat => {
+                self.beat_ok_ms = self.beat_sent_ms;
                 let rtt = now.saturating_sub(self.beat_sent_ms);
                 self.view
                     .rtt_us
