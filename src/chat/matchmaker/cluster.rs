@@ -111,6 +111,10 @@ pub(super) struct Cluster {
     /// Answers that came before our own script's reply naming their pair
     /// (accept, answer, give-up time). Bound: [`MAX_EARLY`].
     early: Vec<(bool, Answer, u64)>,
+    /// Per other node, how many of our clients talk to one of its clients
+    /// (so the heartbeat finds dead partners' nodes without a scan).
+    /// Bound: one entry per live node with a partner.
+    partners: HashMap<u64, usize>,
 }
 
 impl Matchmaker {
@@ -130,6 +134,7 @@ impl Matchmaker {
             pending_local: Vec::new(),
             others: crate::chat::Counts::default(),
             early: Vec::new(),
+            partners: HashMap::new(),
             node,
             key,
             up: false,
@@ -279,18 +284,6 @@ impl Matchmaker {
     /// `gid` leaves (or is left by) `partner` before the pair Redis made
     /// between them was delivered: the one staying searches again. True
     /// if there was such an undelivered pair.
-    /// A `left` from another node reached our client `gid`'s loop: the
-    /// matchmaker forgets the pair too (if it is still the current one).
-    pub fn cluster_remote_left(&mut self, gid: Gid, pair: PairId) {
-        let Some(c) = self.client_mut(gid) else {
-            return;
-        };
-        if matches!(c.state, State::Remote(_)) && c.pair == Some(pair) {
-            c.state = State::Idle;
-            self.chatting = self.chatting.saturating_sub(1);
-        }
-    }
-
     pub(super) fn cluster_undeliver(&mut self, gid: Gid, partner: Gid) -> bool {
         let Some(c) = &mut self.cluster else {
             return false;
@@ -351,6 +344,38 @@ impl Matchmaker {
         }
     }
 
+    /// A `left` from another node reached our client `gid`'s loop: the
+    /// matchmaker forgets the pair too (if it is still the current one).
+    pub fn cluster_remote_left(&mut self, gid: Gid, pair: PairId) {
+        let Some(c) = self.client_mut(gid) else {
+            return;
+        };
+        if let (State::Remote(a), true) = (c.state, c.pair == Some(pair)) {
+            c.state = State::Idle;
+            self.chatting = self.chatting.saturating_sub(1);
+            self.partner_off(a.node);
+        }
+    }
+
+    /// One more client of ours talks to a client of `node`.
+    fn partner_on(&mut self, node: u64) {
+        if let Some(c) = &mut self.cluster {
+            *c.partners.entry(node).or_insert(0) += 1;
+        }
+    }
+
+    /// One fewer.
+    fn partner_off(&mut self, node: u64) {
+        if let Some(c) = &mut self.cluster {
+            if let Some(n) = c.partners.get_mut(&node) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    c.partners.remove(&node);
+                }
+            }
+        }
+    }
+
     /// `gid` leaves its stranger on another node (who is told why).
     pub(super) fn leave_remote(
         &mut self,
@@ -360,6 +385,7 @@ impl Matchmaker {
         out: &mut dyn MatchOut,
     ) {
         self.chatting = self.chatting.saturating_sub(1);
+        self.partner_off(partner.node);
         if let Some(pair) = self.client(gid).and_then(|c| c.pair) {
             out.left_remote(partner, pair, reason);
         }
@@ -550,6 +576,7 @@ impl Matchmaker {
             c.pair = Some(pair);
             c.rseq = None;
         }
+        self.partner_on(x.node);
         self.chatting += 1;
         self.next_pair += 1;
         out.paired_remote(
@@ -614,6 +641,7 @@ impl Matchmaker {
             c.pair = Some(pair);
             c.rseq = None;
         }
+        self.partner_on(y.node);
         self.chatting += 1;
         self.next_pair += 1;
         out.paired_remote(xm, (y, p.y.addr), pair, p.x_first, &common);
@@ -726,8 +754,20 @@ impl Matchmaker {
     /// Nodes not in `live` are dead: every client of ours paired with or
     /// offered to one of theirs is told `left` `disconnected` (or goes
     /// back in line).
+    /// Costs O(nodes) unless a node died (then one pass over the clients).
     pub fn cluster_live(&mut self, live: &[u64], out: &mut dyn MatchOut) {
-        self.end_remote(|node| !live.contains(&node), out);
+        let Some(c) = &self.cluster else {
+            return;
+        };
+        let partner_nodes = c.partners.keys().copied();
+        let offered_nodes = c.offers.values().map(|p| p.y.node);
+        let dead: Vec<u64> = partner_nodes
+            .chain(offered_nodes)
+            .filter(|n| !live.contains(n))
+            .collect();
+        if !dead.is_empty() {
+            self.end_remote(|node| dead.contains(&node), out);
+        }
     }
 
     /// `node` said it is shutting down.
@@ -756,6 +796,7 @@ impl Matchmaker {
             c.state = State::Idle;
             let pair = c.pair;
             self.chatting = self.chatting.saturating_sub(1);
+            self.partner_off(partner.node);
             if let (Some(pair), Some(m)) = (pair, self.member(gid)) {
                 out.left(m, pair, LeftReason::Disconnected);
                 // The other side too, in case that node was only cut off
