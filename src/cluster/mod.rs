@@ -11,7 +11,7 @@
 mod conn;
 pub mod node;
 pub mod proto;
-mod records;
+pub(crate) mod records;
 pub mod resp;
 pub mod script;
 mod url;
