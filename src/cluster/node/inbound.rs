@@ -8,7 +8,7 @@ use crate::cluster::records::Out;
 use crate::cluster::resp::Value;
 use crate::cluster::script::{self, Op, Reply};
 use crate::cluster::view::ClusterView;
-use crate::engine::{left_target, record_len};
+use crate::engine::{left_target, record_len, record_thread};
 use std::sync::atomic::Ordering;
 
 impl ClusterThread {
@@ -180,7 +180,10 @@ impl ClusterThread {
             let mut n = 0;
             let mut lefts = Vec::new();
             while let Some(len) = records.get(at..).and_then(record_len) {
-                if let Some(r) = records.get(at..at + len) {
+                // Only records for one of our loops (never one to be
+                // forwarded again, nor for a loop we do not have).
+                let ours = |r: &&[u8]| record_thread(r).is_some_and(|t| t < threads);
+                if let Some(r) = records.get(at..at + len).filter(ours) {
                     if let Some((thread, conn, pair)) = left_target(r) {
                         lefts.push((conn.saturating_mul(threads).saturating_add(thread), pair));
                     }
