@@ -5,8 +5,11 @@ use super::resp::{self, Value};
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 
-/// Unsent bytes a connection may hold; over it the connection is dropped
-/// (Redis does not keep up: nothing is buffered without bound).
+/// Unsent bytes past which records for other nodes are dropped rather
+/// than queued (Redis does not keep up); at twice this (script calls and
+/// control messages, bounded by the matchmaker's command queue, go on
+/// being queued) the connection is dropped. Nothing is buffered without
+/// bound, and every call is answered within 1 s or the connection goes.
 pub(super) const MAX_UNSENT: usize = 8 * 1024 * 1024;
 /// Unparsed reply bytes a connection may hold (a reply is bounded by
 /// `resp::MAX_BULK`, and at most [`READ_BUDGET`] is read before parsing).

@@ -34,7 +34,7 @@ mod inbound;
 mod lifecycle;
 mod outbound;
 
-use super::conn::Conn;
+use super::conn::{Conn, MAX_UNSENT};
 use super::proto::node_hex;
 use super::records::{batch, Out};
 use super::script::{self, Op};
@@ -141,10 +141,14 @@ pub struct ClusterThread {
     /// Records per node this turn. Bound: one turn's worth of the loops'
     /// rings.
     batches: Vec<(u64, Vec<u8>)>,
-    /// Records for the loops (from other nodes, and the matchmaker's).
+    /// Records for the loops (from other nodes, and the matchmaker's),
+    /// pushed into their rings after every read slice and every turn.
+    /// Bound: one read budget's worth (`conn::READ_BUDGET`) plus one
+    /// turn's decisions.
     to_loops: Vec<u8>,
-    /// The matchmaker's records (reused).
+    /// The matchmaker's records, routed every turn (reused).
     decided: Vec<u8>,
+    /// The matchmaker's commands, sent every turn. Bound: its queue's.
     commands: Vec<Command>,
 }
 
@@ -348,6 +352,10 @@ impl ClusterThread {
             if let Some(c) = conn {
                 if let Err(e) = c.flush() {
                     self.down(now, &format!("write: {e}"));
+                    return;
+                }
+                if c.unsent.len() > 2 * MAX_UNSENT {
+                    self.down(now, "Redis does not take what we send");
                     return;
                 }
             }
