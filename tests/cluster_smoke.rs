@@ -94,8 +94,9 @@ fn two_clients_on_two_nodes_pair_talk_in_order_and_hear_the_other_go() {
         (Some("paired"), Some("paired"))
     );
     assert_eq!(pa["pair"], pb["pair"], "one pair id on both nodes");
-    assert_eq!(pa["initiator"], true, "the one who waited longer offers");
-    assert_eq!(pb["initiator"], false);
+    // Exactly one offers: the one whose join reached Redis first (usually
+    // a, but b's node may get there first).
+    assert_ne!(pa["initiator"], pb["initiator"]);
     for i in 0..15 {
         a.send_json(json!({"type":"message","text":format!("a{i}")}));
         b.send_json(json!({"type":"message","text":format!("b{i}")}));
