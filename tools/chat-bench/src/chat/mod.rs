@@ -13,11 +13,21 @@ use crate::stats::{steal_report, CpuTimes};
 use crate::target::{check_fds, parse_url};
 
 mod app;
+mod layout;
 
 use app::ChatApp;
+pub use layout::Layout;
 
 pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     let target = parse_url(&a.url)?;
+    let targets = a
+        .targets
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.layout != Layout::Any && targets.is_empty() {
+        return Err("--layout needs --targets".into());
+    }
     check_fds(a.clients)?;
     if a.clients < 2 {
         return Err("--clients must be at least 2".into());
@@ -29,6 +39,9 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         return Err("--rate must be positive (or use --ping-pong)".into());
     }
     let mut net = Net::new(target, a.clients, &a.net, 1 << 16).map_err(|e| e.to_string())?;
+    if !targets.is_empty() {
+        net.plan = layout::plan(a.layout, &targets, a.clients, std::process::id());
+    }
     net.rx_timestamps = true;
     if !a.ping_pong {
         net.timer = Some(PreciseTimer::new(net.poll.registry()).map_err(|e| e.to_string())?);
@@ -41,6 +54,7 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         (!a.ping_pong).then(|| (NS as f64 / a.rate) as u64),
         start,
     );
+    app.layout = a.layout;
     // Connect and pair everyone (bounded), checking progress every 20 ms.
     let want = a.clients - a.clients % 2;
     let mut last_check = 0;
@@ -73,9 +87,13 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     } else {
         0.0
     };
+    let shown = if a.targets.is_empty() {
+        a.url.clone()
+    } else {
+        format!("{} ({:?})", a.targets.join(","), a.layout).to_lowercase()
+    };
     println!(
-        "chat {}: {open}/{} clients open, {pairs:.0} pairs in {pair_secs:.2} s ({pairs_per_sec:.0} pairs/s, connect + handshake + pairing){}",
-        a.url,
+        "chat {shown}: {open}/{} clients open, {pairs:.0} pairs in {pair_secs:.2} s ({pairs_per_sec:.0} pairs/s, connect + handshake + pairing){}",
         a.clients,
         if all_known { "" } else { "; NOT all paired" }
     );
@@ -107,6 +125,20 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         "relay latency, send → receiving client handler: {}",
         app.latency.line()
     );
+    let by_kind = a.layout != Layout::Any;
+    if by_kind {
+        println!(
+            "clients paired with someone else than planned: {}",
+            app.unplanned
+        );
+        for (kind, name) in [(1, "across nodes"), (0, "on one node")] {
+            println!(
+                "  pairs {name}: socket {}; handler {}",
+                app.socket_latency_by_kind[kind].line(),
+                app.latency_by_kind[kind].line()
+            );
+        }
+    }
     println!("host steal during the window: {steal_line}");
     if app.stamps_missing + app.stamps_inconsistent > 0 {
         println!(
@@ -135,6 +167,8 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     Ok(json!({
         "mode": "chat",
         "url": a.url,
+        "targets": a.targets,
+        "layout": format!("{:?}", a.layout).to_lowercase(),
         "clients": a.clients,
         "open": open,
         "ping_pong": a.ping_pong,
@@ -148,6 +182,15 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         "msgs_per_sec": rate.round(),
         "latency_us": app.latency.json(),
         "socket_latency_us": app.socket_latency.json(),
+        "across": by_kind.then(|| json!({
+            "latency_us": app.latency_by_kind[1].json(),
+            "socket_latency_us": app.socket_latency_by_kind[1].json(),
+        })),
+        "unplanned": app.unplanned,
+        "local": by_kind.then(|| json!({
+            "latency_us": app.latency_by_kind[0].json(),
+            "socket_latency_us": app.socket_latency_by_kind[0].json(),
+        })),
         "steal_pct": steal_json,
         "rx_stamps_missing": app.stamps_missing,
         "rx_stamps_inconsistent": app.stamps_inconsistent,
