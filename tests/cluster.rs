@@ -3,7 +3,9 @@
 //! talk only to their partners, in order; interests and the interest-wait
 //! fallback work across nodes; `next` across nodes honours the re-pair
 //! rule; `/stats` on every node counts the whole cluster, exactly, and
-//! zeros once everyone has left. Failures are in tests/cluster_faults.rs.
+//! zeros once everyone has left. Also the edges of a node's life: a bad
+//! `--redis` URL, a Redis that comes after the node, a node stopped with
+//! SIGTERM. Failures are in tests/cluster_faults.rs.
 //!
 //! Clients tell their partners who they are (`id:N` as a chat message), so
 //! a test knows which node each partner is on.
@@ -13,6 +15,7 @@ use common::cluster::*;
 use common::probe::metric;
 use common::*;
 use std::collections::HashMap;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -250,4 +253,59 @@ fn stats_count_the_whole_cluster_on_every_node() {
     assert_eq!(v["type"], "waiting");
     // This node's own count is fresh; the others' are already published.
     assert_eq!(v["online"], 8, "{v}");
+}
+
+#[test]
+fn a_bad_redis_url_exits_2_naming_it() {
+    for bad in [
+        "http://127.0.0.1:6379",
+        "redis://",
+        "redis://127.0.0.1:notaport",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chat"))
+            .args(["--listen", "127.0.0.1:0", "--redis", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains(bad), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn a_node_whose_redis_is_not_there_yet_pairs_locally_then_joins_when_it_comes() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let name = cluster_name("late");
+    let first = start_node(&url, &name, &[]);
+    let (mut a, mut b) = pair_up((first.addr, 0, 0), (first.addr, 1, 0));
+    talk(&mut a, &mut b, 0);
+    assert_eq!(metric(first.addr, "chat_redis_connected"), 0);
+    let _redis = Redis::start_at(port);
+    await_joined(first.addr, 1);
+    let second = start_node(&url, &name, &[]);
+    await_joined(first.addr, 2);
+    await_joined(second.addr, 2);
+    let (mut c, mut d) = pair_up((first.addr, 2, 0), (second.addr, 3, 1));
+    talk(&mut c, &mut d, 0);
+    talk(&mut a, &mut b, 1);
+}
+
+#[test]
+fn a_node_stopped_with_sigterm_tells_partners_on_other_nodes_at_once() {
+    let redis = Redis::start();
+    let nodes = start_nodes(&redis, &cluster_name("term"), 2, &[]);
+    let (mut a, mut b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
+    talk(&mut a, &mut b, 0);
+    let t0 = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(
+        unsafe { libc::kill(nodes[1].pid() as i32, libc::SIGTERM) },
+        0
+    );
+    b.ws.expect_close(1001);
+    // Not the node key's expiry (2 to 4 s after a death): a message.
+    a.expect_left_within("disconnected", Duration::from_millis(1500));
+    eprintln!("partner told {} after SIGTERM", since(t0));
+    await_joined(nodes[0].addr, 1);
 }

@@ -61,11 +61,7 @@ impl Redis {
         // A port free a moment ago may be taken by the time redis binds it:
         // then it exits, and another port is tried.
         for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let mut redis = Redis {
                 child: None,
                 port,
@@ -76,6 +72,18 @@ impl Redis {
             }
         }
         panic!("redis-server did not start on any of 10 free ports");
+    }
+
+    /// On 127.0.0.1 at `port` (a port a test kept free, to start Redis
+    /// after the nodes that use it).
+    pub fn start_at(port: u16) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port,
+            binds: vec![Ipv4Addr::LOCALHOST],
+        };
+        assert!(redis.spawn(), "redis-server did not start on port {port}");
+        redis
     }
 
     /// Starts the process on `self.port` and waits (bounded) until it
@@ -217,6 +225,15 @@ fn state(pid: u32) -> char {
     stat.rfind(')')
         .and_then(|i| stat[i + 1..].trim_start().chars().next())
         .unwrap_or('?')
+}
+
+/// A loopback port nothing listens on (free a moment ago).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// kill -9 of a node; reaped, so its sockets are gone.
