@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 mod engine;
 pub mod http;
