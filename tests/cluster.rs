@@ -309,3 +309,48 @@ fn a_node_stopped_with_sigterm_tells_partners_on_other_nodes_at_once() {
     eprintln!("partner told {} after SIGTERM", since(t0));
     await_joined(nodes[0].addr, 1);
 }
+
+#[test]
+fn typing_signals_and_messages_cross_nodes_in_order_and_stale_ones_go_nowhere() {
+    let redis = Redis::start();
+    let nodes = start_nodes(&redis, &cluster_name("relay"), 2, &[]);
+    let (mut a, mut b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
+    let pair = a.pair.clone().unwrap().0;
+    let typing = r#"{"type":"typing","active":true}"#;
+    let offer = format!(
+        r#"{{"type":"signal","pair":"{pair}","data":{{ "description" : {{"type":"offer","sdp":"v=0\r\n"}} }}}}"#
+    );
+    let said = r#"{"type":"message","text":"é😀 across"}"#;
+    for _ in 0..3 {
+        a.ws.send_text(typing);
+        a.ws.send_text(&offer);
+        a.ws.send_text(said);
+    }
+    for _ in 0..3 {
+        // Typing and messages are re-encoded by the server; signals are
+        // relayed byte for byte.
+        assert_eq!(
+            b.ws.recv_json(),
+            serde_json::json!({"type":"typing","active":true})
+        );
+        assert_eq!(b.ws.recv_data().text(), offer);
+        assert_eq!(
+            b.ws.recv_json(),
+            serde_json::json!({"type":"message","text":"é😀 across"})
+        );
+    }
+    // A last line, then `next`: the line arrives, then `left`.
+    a.say("bye");
+    a.ws.send_json(serde_json::json!({"type": "next"}));
+    b.expect_message("bye");
+    b.expect_left_within("next", WAIT);
+    a.expect_waiting();
+    // b's late signal for the ended pair goes nowhere; a's next stranger
+    // (on b's node) hears only what is meant for it.
+    b.ws.send_text(&offer);
+    let c = Client::queued(nodes[1].addr, "/", 2, 1);
+    let (mut a, mut c) = finish_pair(a, c);
+    talk(&mut a, &mut c, 0);
+    a.expect_silence(Duration::from_millis(300));
+    b.expect_silence(Duration::from_millis(100));
+}
