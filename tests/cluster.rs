@@ -354,3 +354,32 @@ fn typing_signals_and_messages_cross_nodes_in_order_and_stale_ones_go_nowhere() 
     a.expect_silence(Duration::from_millis(300));
     b.expect_silence(Duration::from_millis(100));
 }
+
+#[test]
+fn a_block_across_nodes_keeps_the_two_addresses_apart() {
+    let redis = Redis::start();
+    let nodes = start_nodes(&redis, &cluster_name("block"), 2, &[]);
+    let (n0, n1) = (nodes[0].addr, nodes[1].addr);
+    // a from 127.0.0.2 on node 0, b from 127.0.0.3 on node 1.
+    let mut a = Client::connect_from(0, n0, 0, 0);
+    a.expect_waiting();
+    let mut b = Client::connect_from(1, n1, 1, 1);
+    b.expect_waiting();
+    let (mut a, mut b) = finish_pair(a, b);
+    a.ws.send_json(serde_json::json!({"type": "block"}));
+    a.expect_waiting();
+    b.expect_left_within("next", WAIT);
+    b.ws.send_json(serde_json::json!({"type": "next"}));
+    b.expect_waiting();
+    // Only the two of them queued, on two nodes: blocked, never paired.
+    a.expect_silence(Duration::from_millis(1500));
+    b.expect_silence(Duration::from_millis(100));
+    // Others take them: c (127.0.0.4, node 1) the older a, d (127.0.0.5,
+    // node 0) b.
+    let mut c = Client::connect_from(2, n1, 2, 1);
+    c.expect_waiting();
+    let (_a, _c) = finish_pair(a, c);
+    let mut d = Client::connect_from(3, n0, 3, 0);
+    d.expect_waiting();
+    let (_b, _d) = finish_pair(b, d);
+}

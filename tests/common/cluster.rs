@@ -343,6 +343,29 @@ impl Client {
         }
     }
 
+    /// Connects from 127.0.0.`2 + src % 100` (`streams::connect_from`):
+    /// clients with addresses of their own, for blocks.
+    pub fn connect_from(src: usize, addr: SocketAddr, id: usize, node: usize) -> Client {
+        let mut stream = super::streams::connect_from(src, addr);
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            super::KEY
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let resp = super::read_response(&mut stream, &mut buf, false);
+        assert_eq!(resp.status, 101, "{resp:?}");
+        Client {
+            ws: Ws { stream, buf },
+            id,
+            node,
+            pair: None,
+            common: Vec::new(),
+        }
+    }
+
     /// Connects and reads `waiting`.
     pub fn queued(addr: SocketAddr, path: &str, id: usize, node: usize) -> Client {
         let mut c = Self::connect(addr, path, id, node);
