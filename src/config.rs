@@ -39,6 +39,10 @@ pub const DEFAULT_THREADS: usize = 0;
 /// address space grows with the square (1 GiB at 64, resident only as far
 /// as used).
 pub const MAX_THREADS: usize = 64;
+/// `--cluster`: the cluster's name (several can share one Redis).
+pub const DEFAULT_CLUSTER: &str = "chat";
+/// `--redis-grace`: how long cross-node pairs outlive a lost Redis.
+pub const DEFAULT_REDIS_GRACE: Duration = Duration::from_secs(5);
 /// `--turn-ttl`: how long a TURN credential handed out in `paired` is valid.
 pub const DEFAULT_TURN_TTL: Duration = Duration::from_secs(3600);
 
@@ -117,6 +121,12 @@ pub struct Config {
     pub rules: Option<String>,
     /// `--threads`: event loops (0: one per CPU, see [`Config::loops`]).
     pub threads: usize,
+    /// `--redis`: join the cluster on this Redis (None: a lone node).
+    pub redis: Option<crate::cluster::RedisUrl>,
+    /// `--cluster`: the cluster's name (the prefix of every Redis key).
+    pub cluster: String,
+    /// `--redis-grace`: cross-node pairs end this long after Redis is lost.
+    pub redis_grace: Duration,
 }
 
 impl Config {
@@ -158,6 +168,9 @@ impl Default for Config {
             safety: SafetyConfig::default(),
             rules: None,
             threads: DEFAULT_THREADS,
+            redis: None,
+            cluster: DEFAULT_CLUSTER.to_string(),
+            redis_grace: DEFAULT_REDIS_GRACE,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use chat::chat::video::check_ice_url;
 use chat::chat::TurnSecret;
+use chat::cluster::RedisUrl;
 use chat::config::{
     parse_busy_poll, parse_duration, DEFAULT_AUTO_BAN_MINUTES, DEFAULT_AUTO_BAN_REPORTERS,
     DEFAULT_BLOCK_HOURS, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
@@ -9,7 +10,9 @@ use chat::config::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_RATE_LIMIT, DEFAULT_SESSIONS_PER_MINUTE_PER_IP,
     DEFAULT_THREADS, DEFAULT_TURN_TTL, MAX_THREADS,
 };
-use chat::config::{DEFAULT_DEFLATE, DEFAULT_DEFLATE_MIN_SIZE};
+use chat::config::{
+    DEFAULT_CLUSTER, DEFAULT_DEFLATE, DEFAULT_DEFLATE_MIN_SIZE, DEFAULT_REDIS_GRACE,
+};
 use chat::safety::addr::Cidr;
 use chat::safety::{SafetyConfig, SafetyHandle};
 use chat::server::{Config, Threads, TlsAcceptor, TlsFiles};
@@ -182,6 +185,23 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(0..=MAX_THREADS as u64))]
     threads: u64,
 
+    /// Join a cluster of nodes sharing this Redis:
+    /// redis://[:PASSWORD@]HOST[:PORT][/DB]. Without it the node is alone
+    /// and Redis is never needed; an unreachable Redis is retried.
+    #[arg(long, env = "CHAT_REDIS", value_name = "URL", value_parser = redis_url)]
+    redis: Option<RedisUrl>,
+
+    /// The cluster's name (several clusters can share one Redis).
+    #[arg(long, env = "CHAT_CLUSTER", default_value = DEFAULT_CLUSTER, value_name = "NAME",
+          value_parser = cluster_name)]
+    cluster: String,
+
+    /// How long pairs across nodes outlive a lost Redis before they end
+    /// with left/disconnected (e.g. 5, 2.5s, 500ms).
+    #[arg(long, env = "CHAT_REDIS_GRACE", default_value_t = Seconds(DEFAULT_REDIS_GRACE),
+          value_name = "DURATION", value_parser = seconds)]
+    redis_grace: Seconds,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -299,6 +319,9 @@ impl Cli {
             },
             rules: self.rules_file,
             threads: usize::try_from(self.threads).unwrap_or(1),
+            redis: self.redis,
+            cluster: self.cluster,
+            redis_grace: self.redis_grace.0,
             ..Config::default()
         }
     }
@@ -336,6 +359,27 @@ fn ice_url(text: &str) -> Result<String, String> {
 fn turn_secret_file(path: &str) -> Result<TurnSecret, String> {
     let content = std::fs::read(path).map_err(|e| format!("cannot read '{path}': {e}"))?;
     TurnSecret::from_file_content(&content).ok_or_else(|| format!("'{path}' is empty"))
+}
+
+fn redis_url(text: &str) -> Result<RedisUrl, String> {
+    RedisUrl::parse(text)
+}
+
+/// A cluster name goes into every Redis key's hash tag: no braces, no
+/// spaces, not empty, at most 64 bytes.
+fn cluster_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}');
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "'{text}': 1 to 64 printable characters without braces or spaces"
+        ))
+    }
 }
 
 fn trust_range(text: &str) -> Result<Cidr, String> {
@@ -593,6 +637,9 @@ mod tests {
             "--ban-file=/tmp/b",
             "--blocked-words=/tmp/w",
             "--threads=3",
+            "--redis=redis://127.0.0.1:7000/1",
+            "--cluster=c1",
+            "--redis-grace=500ms",
         ])
         .into_config();
         let want = Config {
@@ -627,9 +674,14 @@ mod tests {
                 blocked_words: Some("/tmp/w".into()),
             },
             threads: 3,
+            redis: Some(RedisUrl::parse("redis://127.0.0.1:7000/1").unwrap()),
+            cluster: "c1".to_string(),
+            redis_grace: Duration::from_millis(500),
             ..Config::default()
         };
         assert_eq!(config, want);
+        assert!(cluster_name("a b").is_err());
+        assert!(cluster_name("{x}").is_err());
         assert!(on_off("maybe").is_err());
     }
 

@@ -40,9 +40,15 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
+use super::peer::Address;
 use super::protocol::LeftReason;
 use super::video::PairId;
 use crate::safety::SafetyHandle;
+
+mod cluster;
+pub use cluster::{Command, Notify};
+#[cfg(test)]
+mod tests_cluster;
 
 /// Most blocked clients a partner search steps over in one queue map
 /// (beyond that the searcher waits for a newcomer).
@@ -65,6 +71,19 @@ pub trait MatchOut {
     /// thread holding one of the two (see [`MatchOut::nudge`]); with one
     /// thread every client is here.
     fn is_here(&self, gid: Gid) -> bool;
+    /// `me` (a client of this node) now talks to `partner` on another
+    /// cluster node.
+    fn paired_remote(
+        &mut self,
+        me: Member,
+        partner: (Address, Option<IpAddr>),
+        pair: PairId,
+        initiator: bool,
+        common: &[String],
+    );
+    /// `to`, on another cluster node, lost its stranger (a client of this
+    /// node) of pair `pair`.
+    fn left_remote(&mut self, to: Address, pair: PairId, reason: LeftReason);
     /// `x` could be paired now but neither it nor its partner is on the
     /// caller's thread: ask `x`'s thread to [`Matchmaker::retry`]. Pairing
     /// from `x`'s own thread is what keeps `paired` ahead of every relay:
@@ -91,6 +110,11 @@ enum State {
     /// In the queue under key `Client::seq`.
     Queued,
     Chatting(Gid),
+    /// Chatting with a client of another cluster node.
+    Remote(Address),
+    /// Offered to a client of another node: its answer is awaited
+    /// (`cluster.rs`); not in the queue maps.
+    Offered,
     Idle,
 }
 
@@ -100,8 +124,10 @@ struct Client {
     state: State,
     /// Normalised, sorted, deduplicated.
     tags: Vec<String>,
-    /// Serial of the most recent partner.
-    prev: Option<u64>,
+    /// The most recent partner: (node, serial), node 0 for this one.
+    prev: Option<(u64, u64)>,
+    /// Its place in the cluster's queue, once Redis gave it one.
+    rseq: Option<u64>,
     /// Queue key while queued.
     seq: u64,
     /// While queued: takes anyone (no tags, or interest wait over).
@@ -138,6 +164,8 @@ pub struct Matchmaker {
     unix_start_ms: u64,
     /// The latest `now_ms` a call brought (blocks expire by it).
     now_ms: u64,
+    /// `--redis`: the cluster's part (`cluster.rs`); None otherwise.
+    cluster: Option<Box<cluster::Cluster>>,
 }
 
 impl Matchmaker {
@@ -186,6 +214,7 @@ impl Matchmaker {
                 state: State::Idle,
                 tags,
                 prev: None,
+                rseq: None,
                 seq: 0,
                 open: true,
                 wait_gen: 0,
@@ -205,8 +234,19 @@ impl Matchmaker {
             return;
         };
         match state {
-            State::Queued => self.unindex(gid),
-            State::Chatting(partner) => self.leave(partner, LeftReason::Disconnected, out),
+            State::Queued => {
+                self.unindex(gid);
+                self.cluster_leave_queue(gid);
+            }
+            State::Chatting(partner) => {
+                if !self.cluster_undeliver(gid, partner) {
+                    self.leave(partner, LeftReason::Disconnected, out);
+                }
+            }
+            State::Remote(partner) => {
+                self.leave_remote(gid, partner, LeftReason::Disconnected, out)
+            }
+            State::Offered => self.cluster_drop_offer(gid),
             State::Idle => {}
         }
         if let Some(slot) = self.clients.get_mut(gid) {
@@ -222,11 +262,17 @@ impl Matchmaker {
         self.now_ms = self.now_ms.max(now_ms);
         match self.client(gid).map(|c| c.state) {
             Some(State::Chatting(partner)) => {
-                self.leave(partner, LeftReason::Next, out);
+                if !self.cluster_undeliver(gid, partner) {
+                    self.leave(partner, LeftReason::Next, out);
+                }
+                self.search(gid, now_ms, out);
+            }
+            Some(State::Remote(partner)) => {
+                self.leave_remote(gid, partner, LeftReason::Next, out);
                 self.search(gid, now_ms, out);
             }
             Some(State::Idle) => self.search(gid, now_ms, out),
-            Some(State::Queued) => out.waiting(gid, self.online),
+            Some(State::Queued | State::Offered) => out.waiting(gid, self.online_everywhere()),
             None => {}
         }
         self.finish_turn(now_ms, out);
@@ -252,10 +298,11 @@ impl Matchmaker {
             return;
         }
         self.unindex(gid);
+        self.cluster_leave_queue(gid);
         if let Some(c) = self.client_mut(gid) {
             c.tags = tags;
             self.index(gid, now_ms);
-            self.try_pair(gid, out);
+            self.pair_or_join(gid, out);
         }
         self.finish_turn(now_ms, out);
     }
@@ -263,9 +310,12 @@ impl Matchmaker {
     /// A nudge reached `gid`'s thread: pair it if it still can be.
     pub fn retry(&mut self, gid: Gid, serial: u64, now_ms: u64, out: &mut dyn MatchOut) {
         self.now_ms = self.now_ms.max(now_ms);
-        if self
+        if self.cluster_deliver(gid, serial, out) {
+            // A pair Redis made between two clients of this node.
+        } else if self
             .client(gid)
             .is_some_and(|c| c.serial == serial && c.state == State::Queued)
+            && !self.cluster_up()
         {
             self.try_pair(gid, out);
         }
@@ -280,7 +330,7 @@ impl Matchmaker {
         self.client(member.gid).is_some_and(|c| {
             c.serial == member.serial
                 && c.pair == Some(pair)
-                && matches!(c.state, State::Chatting(_) | State::Idle)
+                && matches!(c.state, State::Chatting(_) | State::Remote(_) | State::Idle)
         })
     }
 
@@ -311,7 +361,9 @@ impl Matchmaker {
                 c.open = true;
                 let seq = c.seq;
                 self.open.insert(seq, id);
-                self.try_pair(id, out);
+                if !self.cluster_search(id) {
+                    self.try_pair(id, out);
+                }
             }
         }
         self.finish_turn(now_ms, out);
@@ -366,13 +418,22 @@ impl Matchmaker {
     /// Sends `waiting`, queues the client as the newest, and pairs it if
     /// someone fits.
     fn search(&mut self, id: Gid, now_ms: u64, out: &mut dyn MatchOut) {
-        out.waiting(id, self.online);
+        out.waiting(id, self.online_everywhere());
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(c) = self.client_mut(id) {
             c.state = State::Queued;
             c.seq = seq;
+            c.rseq = None;
             self.index(id, now_ms);
+            self.pair_or_join(id, out);
+        }
+    }
+
+    /// A queued client searches: in the cluster's queue while Redis is up,
+    /// else here.
+    fn pair_or_join(&mut self, id: Gid, out: &mut dyn MatchOut) {
+        if !self.cluster_join(id, true) {
             self.try_pair(id, out);
         }
     }
@@ -455,7 +516,9 @@ impl Matchmaker {
         let acceptable = |y: Gid| {
             y != x
                 && self.client(y).is_some_and(|yc| {
-                    !(third_queued && xc.prev == Some(yc.serial) && yc.prev == Some(xc.serial))
+                    !(third_queued
+                        && xc.prev == Some((0, yc.serial))
+                        && yc.prev == Some((0, xc.serial)))
                         && match (xc.addr, yc.addr) {
                             (Some(a), Some(b)) => may_pair(a, b),
                             _ => true,
@@ -525,7 +588,7 @@ impl Matchmaker {
         for (me, partner, partner_serial) in [(x, y, ym.serial), (y, x, xm.serial)] {
             if let Some(c) = self.client_mut(me) {
                 c.state = State::Chatting(partner);
-                c.prev = Some(partner_serial);
+                c.prev = Some((0, partner_serial));
                 c.pair = Some(pair);
             }
         }
@@ -538,7 +601,8 @@ impl Matchmaker {
     /// the re-pair rule no longer keeps them apart, so pair them if they
     /// fit; then drop stale deadline entries so `next_deadline` is exact.
     fn finish_turn(&mut self, _now_ms: u64, out: &mut dyn MatchOut) {
-        if self.queue.len() == 2 {
+        // With Redis up, the script's `leave` nudges instead.
+        if self.queue.len() == 2 && !self.cluster_up() {
             if let Some(&first) = self.queue.values().next() {
                 self.try_pair(first, out);
             }

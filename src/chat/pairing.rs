@@ -275,6 +275,7 @@ impl Shard {
 
     fn address(self, m: Member) -> Address {
         Address {
+            node: 0,
             thread: m.gid % self.count,
             conn: m.gid / self.count,
             serial: m.serial,
@@ -551,6 +552,14 @@ impl Pairing {
         }
     }
 
+    /// [`Pairing::counts`] over the whole cluster with `--redis` (`/stats`).
+    pub fn cluster_counts(&self) -> Counts {
+        match &self.matchmaking {
+            Matchmaking::Own(m) => m.counts(),
+            Matchmaking::Shared(m) => m.lock().unwrap_or_else(|e| e.into_inner()).cluster_counts(),
+        }
+    }
+
     /// Totals for `/metrics`: this loop's, with the pairs made process-wide.
     pub fn metrics(&self) -> ChatMetrics {
         let pairs = match &self.matchmaking {
@@ -605,7 +614,9 @@ impl Pairing {
         if !current {
             return;
         }
-        let peer = if partner.thread == self.shard.index {
+        let peer = if partner.node != 0 {
+            Peer::Node(partner)
+        } else if partner.thread == self.shard.index {
             Peer::Here { conn: partner.conn }
         } else {
             Peer::Thread(partner)
@@ -743,7 +754,7 @@ fn relay(
 ) {
     match chat.partner {
         Peer::Here { conn } => out.send(conn, msg),
-        Peer::Thread(to) => {
+        Peer::Thread(to) | Peer::Node(to) => {
             metrics.cross_relayed += 1;
             out.cross(&Cross::Relay {
                 to,
@@ -888,6 +899,34 @@ impl MatchOut for Deliver<'_> {
                 reason,
             });
         }
+    }
+
+    fn paired_remote(
+        &mut self,
+        me: Member,
+        (partner, partner_addr): (Address, Option<IpAddr>),
+        pair: PairId,
+        initiator: bool,
+        common: &[String],
+    ) {
+        if self.shard.is_here(me.gid) {
+            let conn = me.gid / self.shard.count;
+            let peer = (Peer::Node(partner), partner_addr);
+            self.start_chat(conn, me.serial, peer, pair, initiator, common);
+        } else {
+            self.out.cross(&Cross::Paired {
+                to: self.shard.address(me),
+                partner,
+                partner_addr,
+                pair,
+                initiator,
+                common,
+            });
+        }
+    }
+
+    fn left_remote(&mut self, to: Address, pair: PairId, reason: LeftReason) {
+        self.out.cross(&Cross::Left { to, pair, reason });
     }
 
     fn is_here(&self, gid: Gid) -> bool {

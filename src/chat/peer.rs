@@ -4,9 +4,10 @@
 //! loop: its message is written straight into that connection's output) or
 //! [`Peer::Thread`] (a connection of another loop of this process: the
 //! message becomes a [`Cross`] event that the driver carries through that
-//! thread's bounded inbox). A cluster node adds a third variant and sends
-//! the same [`Cross`] events over its own link, so relays, `paired` and
-//! `left` have one path whatever the distance.
+//! thread's bounded inbox) or [`Peer::Node`] (a client of another cluster
+//! node, `--redis`: the same [`Cross`] event, carried by the driver to the
+//! cluster thread, which publishes it to that node), so relays, `paired`
+//! and `left` have one path whatever the distance.
 //!
 //! Every event names the pair it belongs to; a receiver drops what is not
 //! for its session's current pair (the session ended, or its connection id
@@ -21,6 +22,9 @@ use super::{ClientId, ServerMsg};
 /// A chat client anywhere in the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Address {
+    /// The cluster node holding it: 0 for this process (a real node's id
+    /// is never 0).
+    pub node: u64,
     /// The event loop holding it (0 with one thread).
     pub thread: usize,
     /// Its connection id in that loop.
@@ -39,6 +43,8 @@ pub enum Peer {
     },
     /// In another loop of this process.
     Thread(Address),
+    /// On another cluster node (`node` is set).
+    Node(Address),
 }
 
 /// An event for a client of another loop (see the module doc).
@@ -93,6 +99,16 @@ pub enum Cross<'a> {
 }
 
 impl Cross<'_> {
+    /// The other node the event is for (None: this process).
+    pub fn node(&self) -> Option<u64> {
+        match self {
+            Cross::Relay { to, .. } | Cross::Paired { to, .. } | Cross::Left { to, .. } => {
+                (to.node != 0).then_some(to.node)
+            }
+            Cross::Nudge { .. } => None,
+        }
+    }
+
     /// The loop the event is for.
     pub fn thread(&self) -> usize {
         match self {

@@ -204,6 +204,15 @@ impl Pairing {
         // `next`, and the sender searches (or, queued, hears `waiting`).
         self.end_own_chat(id, now_ms);
         let gid = self.gid(id);
-        self.matchmake(now_ms, out, |m, d| m.next(gid, now_ms, d));
+        let block_ms = self.config.safety.block_ms();
+        let cluster_block = me.zip(stranger);
+        self.matchmake(now_ms, out, |m, d| {
+            // With `--redis`, the block holds on every node (a Redis key
+            // with the block's lifetime) before the search below.
+            if let Some((a, b)) = cluster_block {
+                m.cluster_block(a, b, block_ms);
+            }
+            m.next(gid, now_ms, d)
+        });
     }
 }

@@ -7,6 +7,18 @@ local MAX_SCAN = 1003 -- 3 + MAX_BLOCKED_SKIPS, as the local matchmaker
 
 local function tk(id) return P .. ':tk:' .. id end
 
+-- The queue order and the pair counter start from the clock (microseconds)
+-- when Redis has none: a restarted, empty Redis never hands out a pair id
+-- or a place in line that an earlier one gave (re-joined clients keep
+-- their places ahead of newcomers).
+local function counter(key)
+  if redis.call('EXISTS', key) == 0 then
+    local t = redis.call('TIME')
+    redis.call('SET', key, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  end
+  return redis.call('INCR', key)
+end
+
 -- Node liveness, asked once per node per call.
 local alive_cache = {}
 local function alive(node)
@@ -77,11 +89,12 @@ end
 -- gets the offer in the same atomic step.
 local function matched(x, y)
   remove(y)
-  local counter = redis.call('INCR', P .. ':pairs')
+  local counter = counter(P .. ':pairs')
   local x_init = (x.seq ~= nil and x.seq < y.seq) and 1 or 0
   if y.node ~= x.node then
+    -- Numbers as decimal strings: cjson would round them to 14 digits.
     redis.call('PUBLISH', P .. ':n:' .. y.node, 'O' .. cjson.encode({
-      pair = counter, y_init = 1 - x_init,
+      pair = string.format('%d', counter), y_init = 1 - x_init,
       x = {node = x.node, serial = x.serial, gid = x.gid, addr = x.addr,
            thread = x.thread, conn = x.conn, tags = x.tags_json},
       y = {serial = y.serial, gid = y.gid}}))
@@ -93,7 +106,7 @@ end
 local function add(x)
   redis.call('HSET', tk(x.id), 'node', x.node, 'serial', x.serial,
     'gid', x.gid, 'tags', x.tags_json, 'prev', x.prev,
-    'addr', x.addr, 'seq', x.seq, 'open', x.open, 'thread', x.thread,
+    'addr', x.addr, 'seq', string.format('%d', x.seq), 'open', x.open, 'thread', x.thread,
     'conn', x.conn)
   redis.call('ZADD', P .. ':q', x.seq, x.id)
   if x.open == '1' then redis.call('ZADD', P .. ':open', x.seq, x.id) end
@@ -111,7 +124,7 @@ if op == 'join' then
   if ARGV[8] ~= '' then x.seq = tonumber(ARGV[8]) end
   local y = find(x, false)
   if y ~= nil then return matched(x, y) end
-  if x.seq == nil then x.seq = redis.call('INCR', P .. ':seq') end
+  if x.seq == nil then x.seq = counter(P .. ':seq') end
   add(x)
   return {0, x.seq}
 elseif op == 'search' then

@@ -10,6 +10,8 @@
 //! * `N` + JSON nudge: search again for this ticket (re-pair rule).
 //! * `G` + node id: that node is shutting down (SIGTERM), now.
 //! * `P` + probe token: a node's probe of its own subscription.
+//! * `B` + JSON [`BanFrom`], on the cluster-wide channel `{NAME}:bans`: a
+//!   ban made on one node, applied by every other.
 //!
 //! JSON keeps the control messages readable in `redis-cli MONITOR`; they
 //! are a handful per pairing, never per relayed message.
@@ -58,8 +60,8 @@ pub struct OfferTo {
 /// `O`: the script claimed `y` (a ticket of this node) for `x`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Offer {
-    /// The pair counter.
-    pub pair: u64,
+    /// The pair counter (decimal).
+    pub pair: String,
     /// 1 when `y` is the initiator.
     pub y_init: u8,
     /// The searcher.
@@ -96,6 +98,15 @@ pub struct Nudge {
     pub gid: String,
 }
 
+/// `B`: a ban made on `node`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BanFrom {
+    /// The node that made it (it ignores its own).
+    pub node: u64,
+    /// The ban.
+    pub ban: crate::safety::SharedBan,
+}
+
 /// A channel payload, parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -113,6 +124,8 @@ pub enum Message<'a> {
     Gone(u64),
     /// A probe.
     Probe(&'a [u8]),
+    /// A ban from another node.
+    Ban(BanFrom),
 }
 
 /// Parses one payload (None: not ours or malformed; ignored).
@@ -126,6 +139,7 @@ pub fn parse(payload: &[u8]) -> Option<Message<'_>> {
         b'N' => Message::Nudge(serde_json::from_slice(rest).ok()?),
         b'G' => Message::Gone(u64::from_str_radix(std::str::from_utf8(rest).ok()?, 16).ok()?),
         b'P' => Message::Probe(rest),
+        b'B' => Message::Ban(serde_json::from_slice(rest).ok()?),
         _ => return None,
     })
 }

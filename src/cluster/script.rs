@@ -87,6 +87,8 @@ pub enum Op {
         node: u64,
         /// Serial.
         serial: u64,
+        /// Its gid (not sent: for the reply's handler).
+        gid: usize,
         /// Takes anyone from now on.
         open: bool,
     },
@@ -171,7 +173,9 @@ impl Op {
                 s(&t.thread),
                 s(&t.conn),
             ],
-            Op::Search { node, serial, open } => vec![
+            Op::Search {
+                node, serial, open, ..
+            } => vec![
                 b"search".to_vec(),
                 node_hex(*node).into_bytes(),
                 s(serial),

@@ -115,7 +115,7 @@ fn longest_waiting_sharing_a_tag_then_open_and_offers_go_with_the_claim() {
     let Some(Message::Offer(o)) = proto::parse(&offer) else {
         panic!("{offer:?}")
     };
-    assert_eq!((o.pair, o.y_init), (m.counter, 1));
+    assert_eq!((o.pair, o.y_init), (m.counter.to_string(), 1));
     assert_eq!((o.x.serial.as_str(), o.y.serial.as_str()), ("4", "1"));
     assert_eq!(o.x.tags, r#"["music","rust"]"#);
     assert_eq!(s.card("{t}:q"), 2);
@@ -124,6 +124,7 @@ fn longest_waiting_sharing_a_tag_then_open_and_offers_go_with_the_claim() {
     let m = matched(s.run(Op::Search {
         node: B,
         serial: 2,
+        gid: 2,
         open: true,
     }));
     assert_eq!((m.node, m.serial, m.x_initiator), (A, 3, true));
@@ -172,6 +173,7 @@ fn the_re_pair_rule_holds_with_three_and_a_leave_down_to_two_nudges() {
     let m = matched(s.run(Op::Search {
         node: B,
         serial: 1,
+        gid: 1,
         open: false,
     }));
     assert_eq!((m.node, m.serial, m.x_initiator), (A, 2, true));
@@ -179,6 +181,7 @@ fn the_re_pair_rule_holds_with_three_and_a_leave_down_to_two_nudges() {
         s.run(Op::Search {
             node: B,
             serial: 1,
+            gid: 1,
             open: false
         }),
         Reply::Gone

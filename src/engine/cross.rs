@@ -10,6 +10,12 @@
 //!
 //! Record: `len: u32 | thread: u16 | kind: u8 | body`, little-endian, `len`
 //! counting the whole record. Records are built and read by this file only.
+//!
+//! An event for a client of another cluster node (`Address::node` set) is
+//! the same record wrapped once: `len | thread = REMOTE | FORWARD | node:
+//! u64 | record`. The driver hands wrapped records to the cluster thread,
+//! which publishes the inner record to that node, whose cluster thread
+//! pushes it to the loop it names like any other record.
 
 use super::{Engine, Mailer};
 use crate::chat::peer::{Address, Cross};
@@ -23,6 +29,20 @@ const RELAY: u8 = 1;
 const PAIRED: u8 = 2;
 const LEFT: u8 = 3;
 const NUDGE: u8 = 4;
+const FORWARD: u8 = 5;
+
+/// The `thread` of a wrapped record: for another node, through the cluster
+/// thread.
+pub const REMOTE: usize = u16::MAX as usize;
+
+/// A wrapped record's node and inner record (None: not wrapped).
+pub fn forwarded(record: &[u8]) -> Option<(u64, &[u8])> {
+    if record.get(6) != Some(&FORWARD) {
+        return None;
+    }
+    let node = u64::from_le_bytes(record.get(HEADER..HEADER + 8)?.try_into().ok()?);
+    Some((node, record.get(HEADER + 8..)?))
+}
 
 /// The loop a record is for (None: not a record).
 pub fn record_thread(record: &[u8]) -> Option<usize> {
@@ -37,8 +57,23 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
     (len >= HEADER && len <= bytes.len()).then_some(len)
 }
 
+/// A `left` record's receiver (loop, connection) and pair: the cluster
+/// thread tells the matchmaker when one comes from another node.
+pub fn left_target(record: &[u8]) -> Option<(usize, usize, PairId)> {
+    if record.get(6) != Some(&LEFT) {
+        return None;
+    }
+    let mut r = Reader::new(record.get(HEADER..)?);
+    let conn = r.u64()? as usize;
+    let pair = PairId(r.u64()?);
+    Some((record_thread(record)?, conn, pair))
+}
+
 /// The sending connection of a relay record (told when it is dropped).
 pub fn relay_sender(record: &[u8]) -> Option<usize> {
+    if let Some((_, inner)) = forwarded(record) {
+        return relay_sender(inner);
+    }
     if record.get(6) != Some(&RELAY) {
         return None;
     }
@@ -48,11 +83,33 @@ pub fn relay_sender(record: &[u8]) -> Option<usize> {
         .map(|v| v as usize)
 }
 
-/// Appends one record for `event` to `out`.
-pub(super) fn encode(out: &mut Vec<u8>, event: &Cross<'_>) {
+/// Appends one record for `event` to `out` (wrapped when it is for
+/// another node).
+pub(crate) fn encode(out: &mut Vec<u8>, event: &Cross<'_>) {
+    let Some(node) = event.node() else {
+        return encode_local(out, event);
+    };
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    let thread = u16::try_from(event.thread()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&u16::MAX.to_le_bytes());
+    out.push(FORWARD);
+    put(out, node);
+    encode_local(out, event);
+    set_len(out, start);
+}
+
+fn set_len(out: &mut [u8], start: usize) {
+    let len = u32::try_from(out.len() - start).unwrap_or(0);
+    if let Some(head) = out.get_mut(start..start + 4) {
+        head.copy_from_slice(&len.to_le_bytes());
+    }
+}
+
+fn encode_local(out: &mut Vec<u8>, event: &Cross<'_>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    // Never REMOTE: a loop index is far below it (MAX_THREADS).
+    let thread = u16::try_from(event.thread()).unwrap_or(u16::MAX - 1);
     out.extend_from_slice(&thread.to_le_bytes());
     match event {
         Cross::Relay {
@@ -83,6 +140,7 @@ pub(super) fn encode(out: &mut Vec<u8>, event: &Cross<'_>) {
             put(out, partner.thread as u64);
             put(out, partner.conn as u64);
             put(out, partner.serial);
+            put(out, partner.node);
             put_addr(out, *partner_addr);
             for tag in common.iter() {
                 let len = u16::try_from(tag.len()).unwrap_or(0);
@@ -102,10 +160,7 @@ pub(super) fn encode(out: &mut Vec<u8>, event: &Cross<'_>) {
             put(out, *serial);
         }
     }
-    let len = u32::try_from(out.len() - start).unwrap_or(0);
-    if let Some(head) = out.get_mut(start..start + 4) {
-        head.copy_from_slice(&len.to_le_bytes());
-    }
+    set_len(out, start);
 }
 
 fn put(out: &mut Vec<u8>, v: u64) {
@@ -218,6 +273,7 @@ impl Engine {
             }
             PAIRED => {
                 let to = Address {
+                    node: 0,
                     thread: self.thread,
                     conn: r.u64()? as usize,
                     serial: r.u64()?,
@@ -228,6 +284,7 @@ impl Engine {
                     thread: r.u64()? as usize,
                     conn: r.u64()? as usize,
                     serial: r.u64()?,
+                    node: r.u64()?,
                 };
                 let partner_addr = r.addr()?;
                 let mut common = Vec::new();
@@ -248,6 +305,7 @@ impl Engine {
             }
             LEFT => {
                 let to = Address {
+                    node: 0,
                     thread: self.thread,
                     conn: r.u64()? as usize,
                     serial: 0,

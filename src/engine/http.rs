@@ -136,7 +136,7 @@ impl Engine {
                     .as_bytes(),
             ),
             Page::Stats => {
-                metrics::render_stats(&mut self.text, self.chat.counts());
+                metrics::render_stats(&mut self.text, self.chat.cluster_counts());
                 ("application/json", self.text.as_bytes())
             }
             Page::Metrics => {
@@ -162,6 +162,7 @@ impl Engine {
                             &sum.chat,
                         );
                         p.render_loops(&mut self.text);
+                        p.render_cluster(&mut self.text);
                     }
                 }
                 let unix_ms = self.unix_ms();

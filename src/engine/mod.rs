@@ -40,7 +40,8 @@ mod wheel;
 #[cfg(test)]
 mod tests;
 
-pub use cross::{record_len, record_thread, relay_sender};
+pub(crate) use cross::encode as encode_cross;
+pub use cross::{forwarded, left_target, record_len, record_thread, relay_sender, REMOTE};
 pub use process::Process;
 
 use crate::chat::pairing::ChatConfig;

@@ -20,6 +20,8 @@ pub struct Process {
     max_connections: usize,
     /// One per loop, written by its loop only.
     snapshots: Box<[Mutex<Snapshot>]>,
+    /// `--redis`: the cluster thread's counters for `/metrics`.
+    cluster: Option<Arc<crate::cluster::view::ClusterView>>,
 }
 
 /// One loop's counters as last published.
@@ -48,6 +50,30 @@ impl Process {
             open: AtomicUsize::new(0),
             max_connections,
             snapshots: (0..threads.max(1)).map(|_| Mutex::default()).collect(),
+            cluster: None,
+        }
+    }
+
+    /// `--redis`: the matchmaker works in cluster mode (see
+    /// `chat::matchmaker::cluster`) and `/metrics` shows `view`.
+    pub fn join_cluster(
+        &mut self,
+        view: Arc<crate::cluster::view::ClusterView>,
+        enable: impl FnOnce(&mut Matchmaker),
+    ) {
+        enable(&mut self.matchmaker.lock().unwrap_or_else(|e| e.into_inner()));
+        self.cluster = Some(view);
+    }
+
+    /// The shared matchmaker (the cluster thread's way in).
+    pub fn matchmaker(&self) -> Arc<Mutex<Matchmaker>> {
+        self.matchmaker.clone()
+    }
+
+    /// The cluster's series for `/metrics` (nothing without `--redis`).
+    pub(super) fn render_cluster(&self, out: &mut String) {
+        if let Some(view) = &self.cluster {
+            view.render(out);
         }
     }
 

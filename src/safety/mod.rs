@@ -123,6 +123,26 @@ struct Shared {
     blocks_in_force: AtomicU64,
     counters: Counters,
     wakers: Mutex<Vec<Arc<mio::Waker>>>,
+    /// `--redis`: bans made here, for the cluster thread to publish to the
+    /// other nodes (None: not in a cluster). Bound: [`MAX_SHARED_BANS`].
+    shared_bans: Mutex<Option<Vec<SharedBan>>>,
+}
+
+/// Bans waiting for the cluster thread at most (it takes them every turn;
+/// more are dropped and stay on this node only).
+const MAX_SHARED_BANS: usize = 1000;
+
+/// A ban as nodes of a cluster hand it to each other.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SharedBan {
+    /// As given (an address or range).
+    pub address: String,
+    /// How long from now.
+    pub minutes: u64,
+    /// Why.
+    pub reason: String,
+    /// Who made it.
+    pub by: By,
 }
 
 /// The shared safety state (see the module documentation).
@@ -195,6 +215,7 @@ impl SafetyHandle {
                 blocks_in_force: AtomicU64::new(0),
                 counters: Counters::default(),
                 wakers: Mutex::new(Vec::new()),
+                shared_bans: Mutex::new(None),
             }),
         }
     }
@@ -324,6 +345,11 @@ impl SafetyHandle {
         f(&|a, b| !state.blocks.blocked(AddrKey::of(a), AddrKey::of(b), now_ms))
     }
 
+    /// How long a block lasts (`--block-hours`), in ms.
+    pub fn block_ms(&self) -> u64 {
+        self.shared.config.block_hours.saturating_mul(3_600_000)
+    }
+
     /// `a` blocked `b` (or reported): no pairing either way for
     /// `--block-hours`.
     pub fn block(&self, a: IpAddr, b: IpAddr, now_ms: u64) {
@@ -382,10 +408,58 @@ impl SafetyHandle {
                 ""
             }
         );
-        if ban.is_some() {
+        if let Some(b) = &ban {
+            self.share(SharedBan {
+                address: b.address.clone(),
+                minutes,
+                reason: b.reason.clone(),
+                by: By::Auto,
+            });
             self.ban_made(By::Auto);
         }
         ban
+    }
+
+    /// `--redis`: bans made here from now on are kept for
+    /// [`SafetyHandle::take_shared_bans`].
+    pub fn share_bans(&self) {
+        if let Ok(mut s) = self.shared.shared_bans.lock() {
+            s.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Bans made here since the last call (for the other nodes).
+    pub fn take_shared_bans(&self) -> Vec<SharedBan> {
+        match self.shared.shared_bans.lock() {
+            Ok(mut s) => s.as_mut().map(std::mem::take).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn share(&self, ban: SharedBan) {
+        if let Ok(mut s) = self.shared.shared_bans.lock() {
+            if let Some(list) = s.as_mut().filter(|l| l.len() < MAX_SHARED_BANS) {
+                list.push(ban);
+            }
+        }
+    }
+
+    /// A ban another node made: in force here too (not shared again).
+    pub fn apply_shared_ban(&self, ban: &SharedBan, now_ms: u64) {
+        let made = self.state().bans.add(
+            &ban.address,
+            ban.minutes,
+            &ban.reason,
+            ban.by,
+            now_ms / 1000,
+        );
+        match made {
+            Ok(b) => {
+                log::info!("ban #{} on {} from another node", b.id, b.address);
+                self.ban_made(ban.by);
+            }
+            Err(e) => log::warn!("a ban from another node was refused: {e}"),
+        }
     }
 
     /// The admin door: a manual ban.
@@ -406,6 +480,12 @@ impl SafetyHandle {
             ban.address,
             ban.until
         );
+        self.share(SharedBan {
+            address: ban.address.clone(),
+            minutes,
+            reason: reason.to_string(),
+            by: By::Admin,
+        });
         self.ban_made(By::Admin);
         Ok(ban)
     }

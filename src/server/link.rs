@@ -23,7 +23,7 @@
 //! pairing made while the receiving loop was stuck.
 
 use super::inbox::Ring;
-use crate::engine::{record_len, record_thread, relay_sender, Engine};
+use crate::engine::{record_len, record_thread, relay_sender, Engine, REMOTE};
 use mio::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +42,8 @@ pub struct Links {
     /// Per loop: a wake-up is on its way (cleared by the loop when it wakes).
     pending: Box<[AtomicBool]>,
     shutdown: AtomicBool,
+    /// The cluster thread's index (the last participant), with `--redis`.
+    cluster: Option<usize>,
 }
 
 impl Links {
@@ -56,7 +58,23 @@ impl Links {
             pending: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             wakers: wakers.into_boxed_slice(),
             shutdown: AtomicBool::new(false),
+            cluster: None,
         }
+    }
+
+    /// For the loops whose wakers these are and, last, the cluster
+    /// thread's.
+    pub fn with_cluster(wakers: Vec<Arc<Waker>>) -> Links {
+        let cluster = wakers.len().checked_sub(1);
+        Links {
+            cluster,
+            ..Links::new(wakers)
+        }
+    }
+
+    /// The cluster thread's index, if there is one.
+    pub fn cluster(&self) -> Option<usize> {
+        self.cluster
     }
 
     fn ring(&self, from: usize, to: usize) -> Option<&Ring> {
@@ -169,6 +187,68 @@ impl Link {
         }
     }
 
+    /// Everything the other participants pushed to this one since the
+    /// last call (for the cluster thread; the loops' [`Link::receive`]
+    /// uses it too).
+    pub fn take_incoming(&mut self) -> &[u8] {
+        if let Some(pending) = self.links.pending.get(self.me) {
+            pending.store(false, Ordering::Release);
+        }
+        self.incoming.clear();
+        for from in 0..self.links.threads {
+            if from != self.me {
+                if let Some(ring) = self.links.ring(from, self.me) {
+                    ring.take_all(&mut self.incoming);
+                }
+            }
+        }
+        &self.incoming
+    }
+
+    /// The cluster thread: pushes records (for the loops) and wakes their
+    /// loops; the backlog is retried first. Returns the relays dropped for
+    /// a full inbox (never `paired`/`left`: those wait in the backlog).
+    pub fn push_records(&mut self, records: &[u8]) -> u64 {
+        let mut dropped = 0;
+        if !self.backlog.is_empty() {
+            std::mem::swap(&mut self.backlog, &mut self.retry);
+            let mut at = 0;
+            while let Some(len) = self.retry.get(at..).and_then(record_len) {
+                let record = self.retry.get(at..at + len).unwrap_or_default();
+                push(
+                    &self.links,
+                    self.me,
+                    &mut self.backlog,
+                    &mut self.to_wake,
+                    record,
+                );
+                at += len;
+            }
+            self.retry.clear();
+        }
+        let mut at = 0;
+        while let Some(len) = records.get(at..).and_then(record_len) {
+            if let Some(record) = records.get(at..at + len) {
+                if self.push(record).is_some() {
+                    dropped += 1;
+                }
+            }
+            at += len;
+        }
+        for (to, flag) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                self.links.wake(to);
+            }
+        }
+        dropped
+    }
+
+    /// Whether records wait in the backlog (retried by the next
+    /// [`Link::push_records`]).
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
     fn push(&mut self, record: &[u8]) -> Option<usize> {
         push(
             &self.links,
@@ -181,17 +261,7 @@ impl Link {
 
     /// The loop was woken: every record in its inboxes goes to its engine.
     pub fn receive(&mut self, engine: &mut Engine, now_ms: u64) {
-        if let Some(pending) = self.links.pending.get(self.me) {
-            pending.store(false, Ordering::Release);
-        }
-        self.incoming.clear();
-        for from in 0..self.links.threads {
-            if from != self.me {
-                if let Some(ring) = self.links.ring(from, self.me) {
-                    ring.take_all(&mut self.incoming);
-                }
-            }
-        }
+        self.take_incoming();
         let mut at = 0;
         while let Some(len) = self.incoming.get(at..).and_then(record_len) {
             if let Some(record) = self.incoming.get(at..at + len) {
@@ -211,9 +281,12 @@ fn push(
     to_wake: &mut [bool],
     record: &[u8],
 ) -> Option<usize> {
-    let to = record_thread(record)?;
+    let to = match record_thread(record)? {
+        REMOTE => links.cluster?,
+        to => to,
+    };
     let relay = relay_sender(record);
-    let waiting = backlog_for(backlog, to);
+    let waiting = backlog_for(backlog, to, links.cluster);
     let ring = links.ring(me, to)?;
     let pushed = !waiting && ring.push(record, if relay.is_some() { RESERVE } else { 0 });
     if pushed {
@@ -228,11 +301,12 @@ fn push(
     relay
 }
 
-/// Whether `backlog` holds something for loop `to`.
-fn backlog_for(backlog: &[u8], to: usize) -> bool {
+/// Whether `backlog` holds something for participant `to`.
+fn backlog_for(backlog: &[u8], to: usize, links_cluster: Option<usize>) -> bool {
     let mut at = 0;
     while let Some(len) = backlog.get(at..).and_then(record_len) {
-        if backlog.get(at..).and_then(record_thread) == Some(to) {
+        let thread = backlog.get(at..).and_then(record_thread);
+        if thread == Some(to) || (thread == Some(REMOTE) && links_cluster == Some(to)) {
             return true;
         }
         at += len;

@@ -5,7 +5,7 @@
 
 mod event_loop;
 mod inbox;
-mod link;
+pub(crate) mod link;
 mod threads;
 pub mod tls;
 

@@ -10,10 +10,16 @@
 //! round-robin, and why this one was kept.
 //!
 //! One loop (`--threads 1`) is exactly the server of before: one
-//! [`Server`], no link, no shared state.
+//! [`Server`], no link, no shared state — unless `--redis` is given: then
+//! the cluster thread (`cluster::node`) joins the mesh as one more
+//! participant, with any number of loops.
 
 use super::event_loop::{Server, WAKER};
 use super::link::{Link, Links};
+use crate::chat::matchmaker::Notify;
+use crate::cluster::node::{ClusterThread, Setup};
+use crate::cluster::view::ClusterView;
+use crate::cluster::RedisUrl;
 use crate::config::Config;
 use crate::engine::{Engine, Process, Seed};
 use crate::safety::SafetyHandle;
@@ -30,6 +36,8 @@ use std::time::Instant;
 pub struct Threads {
     loops: Vec<Server>,
     links: Option<Arc<Links>>,
+    /// `--redis`: the cluster thread, started by [`Threads::run`].
+    cluster: Option<ClusterThread>,
 }
 
 impl Threads {
@@ -48,10 +56,11 @@ impl Threads {
     /// process-wide, and a ban wakes every loop.
     pub fn bind_with_safety(config: Config, safety: SafetyHandle) -> io::Result<Threads> {
         let n = config.loops();
-        if n <= 1 {
+        if n <= 1 && config.redis.is_none() {
             return Ok(Threads {
                 loops: vec![Server::bind_with_safety(config, safety)?],
                 links: None,
+                cluster: None,
             });
         }
         let seed = Seed {
@@ -59,13 +68,24 @@ impl Threads {
             pair_key: crate::sys::random_u64(),
         };
         let interest_wait_ms = u64::try_from(config.interest_wait.as_millis()).unwrap_or(u64::MAX);
-        let process = Arc::new(Process::new(
+        let mut process = Process::new(
             n,
             config.max_connections,
             interest_wait_ms,
             seed,
             safety.clone(),
-        ));
+        );
+        let cluster_parts = match &config.redis {
+            Some(url) => Some(cluster_parts(
+                &config,
+                url.clone(),
+                n,
+                &mut process,
+                &safety,
+            )?),
+            None => None,
+        };
+        let process = Arc::new(process);
         let mut polls = Vec::with_capacity(n);
         let mut wakers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -75,7 +95,13 @@ impl Threads {
             wakers.push(waker);
             polls.push(poll);
         }
-        let links = Arc::new(Links::new(wakers));
+        let links = match &cluster_parts {
+            Some((_, waker, _, _)) => {
+                wakers.push(waker.clone());
+                Arc::new(Links::with_cluster(wakers))
+            }
+            None => Arc::new(Links::new(wakers)),
+        };
         let start = Instant::now();
         let mut addr = config.listen;
         refuse_if_taken(addr)?;
@@ -94,9 +120,15 @@ impl Threads {
                 Some(link),
             )?);
         }
+        let start_cluster = cluster_parts.map(|(poll, _, setup, view)| {
+            let setup = Setup { start, ..setup };
+            let link = Link::new(links.clone(), n);
+            ClusterThread::new(poll, setup, link, process.matchmaker(), view)
+        });
         Ok(Threads {
             loops,
             links: Some(links),
+            cluster: start_cluster,
         })
     }
 
@@ -137,6 +169,14 @@ impl Threads {
             return Ok(());
         }
         let first = self.loops.remove(0);
+        let cluster = match self.cluster.take() {
+            Some(c) => Some(
+                std::thread::Builder::new()
+                    .name("chat-cluster".to_string())
+                    .spawn(move || c.run())?,
+            ),
+            None => None,
+        };
         let mut handles = Vec::with_capacity(self.loops.len());
         for (i, server) in self.loops.into_iter().enumerate() {
             let handle = std::thread::Builder::new()
@@ -157,8 +197,61 @@ impl Threads {
                 result = outcome;
             }
         }
+        if let Some(handle) = cluster {
+            // It said goodbye (bounded) when the loops were told to stop.
+            let _ = handle.join();
+        }
         result
     }
+}
+
+/// The cluster thread's poll and waker, its setup (but the clock, which
+/// the loops set), and its counters; the matchmaker is put in cluster mode.
+fn cluster_parts(
+    config: &Config,
+    url: RedisUrl,
+    loops: usize,
+    process: &mut Process,
+    safety: &SafetyHandle,
+) -> io::Result<(Poll, Arc<Waker>, Setup, Arc<ClusterView>)> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), crate::cluster::node::WAKER)?);
+    // Bans made here wake the cluster thread, which shares them.
+    safety.share_bans();
+    safety.add_waker(waker.clone());
+    let node = loop {
+        // 0 means "this process" in an address: never a node's id.
+        let id = crate::sys::random_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    let view = Arc::new(ClusterView::default());
+    let notify = {
+        let waker = waker.clone();
+        Notify(Arc::new(move || {
+            let _ = waker.wake();
+        }))
+    };
+    // Every queued client has a command or two in flight at most.
+    let max_commands = config
+        .max_connections
+        .saturating_mul(2)
+        .saturating_add(1024);
+    let key = crate::cluster::pair_key(&config.cluster);
+    process.join_cluster(view.clone(), |m| {
+        m.enable_cluster(node, key, loops, max_commands, notify)
+    });
+    let setup = Setup {
+        url,
+        name: config.cluster.clone(),
+        grace_ms: u64::try_from(config.redis_grace.as_millis()).unwrap_or(u64::MAX),
+        node,
+        threads: loops,
+        start: Instant::now(),
+        safety: safety.clone(),
+    };
+    Ok((poll, waker, setup, view))
 }
 
 /// `SO_REUSEPORT` would let this process share a port that another
