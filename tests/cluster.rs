@@ -23,6 +23,7 @@ fn a_thousand_clients_on_three_nodes_pair_across_nodes_and_talk_only_to_their_pa
     raise_nofile();
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("thousand"), 3, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
     const N: usize = 1000;
     const MESSAGES: usize = 5;
     let mut clients: Vec<Client> = (0..N)
@@ -115,6 +116,7 @@ fn interests_match_across_nodes_and_the_fallback_takes_anyone_across_nodes() {
         3,
         &["--interest-wait", "1s"],
     );
+    let _logs = LogsOnFailure::of(&nodes);
     let (n0, n1, n2) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
     // A shared tag pairs across nodes, passing over an older open client
     // and an older client with other interests.
@@ -167,6 +169,7 @@ fn next_across_nodes_honours_the_re_pair_rule() {
         3,
         &["--interest-wait", "60"],
     );
+    let _logs = LogsOnFailure::of(&nodes);
     let (mut a, mut b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
     talk(&mut a, &mut b, 0);
     let third = Client::queued(nodes[2].addr, "/?interests=nobody", 2, 2);
@@ -237,6 +240,7 @@ fn stats_count_the_whole_cluster_on_every_node() {
         3,
         &["--interest-wait", "60"],
     );
+    let _logs = LogsOnFailure::of(&nodes);
     // Two pairs (one across, one on node 2) and three queued clients that
     // take nobody (distinct interests, long wait).
     let (_a, _b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
@@ -284,6 +288,7 @@ fn a_node_whose_redis_is_not_there_yet_pairs_locally_then_joins_when_it_comes() 
     let _redis = Redis::start_at(port);
     await_joined(first.addr, 1);
     let second = start_node(&url, &name, &[]);
+    let _logs = LogsOnFailure(vec![&first, &second]);
     await_joined(first.addr, 2);
     await_joined(second.addr, 2);
     let (mut c, mut d) = pair_up((first.addr, 2, 0), (second.addr, 3, 1));
@@ -295,6 +300,7 @@ fn a_node_whose_redis_is_not_there_yet_pairs_locally_then_joins_when_it_comes() 
 fn a_node_stopped_with_sigterm_tells_partners_on_other_nodes_at_once() {
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("term"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
     let (mut a, mut b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
     talk(&mut a, &mut b, 0);
     let t0 = Instant::now();
@@ -314,6 +320,7 @@ fn a_node_stopped_with_sigterm_tells_partners_on_other_nodes_at_once() {
 fn typing_signals_and_messages_cross_nodes_in_order_and_stale_ones_go_nowhere() {
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("relay"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
     let (mut a, mut b) = pair_up((nodes[0].addr, 0, 0), (nodes[1].addr, 1, 1));
     let pair = a.pair.clone().unwrap().0;
     let typing = r#"{"type":"typing","active":true}"#;
@@ -359,6 +366,7 @@ fn typing_signals_and_messages_cross_nodes_in_order_and_stale_ones_go_nowhere() 
 fn a_block_across_nodes_keeps_the_two_addresses_apart() {
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("block"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
     let (n0, n1) = (nodes[0].addr, nodes[1].addr);
     // a from 127.0.0.2 on node 0, b from 127.0.0.3 on node 1.
     let mut a = Client::connect_from(0, n0, 0, 0);

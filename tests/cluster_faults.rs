@@ -37,6 +37,15 @@ fn assert_rss_bounded(pid: u32, before_kib: u64, what: &str) {
     );
 }
 
+/// Paces a test's talk: rounds `PACE` apart, so that two lines a round
+/// stay well inside the rate limit (10 a second).
+const PACE: Duration = Duration::from_millis(200);
+
+fn pace(t0: Instant, round: usize) {
+    let at = t0 + PACE * round as u32;
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+}
+
 /// Polls a cross-node client for its `left disconnected` (a short wait:
 /// the caller's loop goes on meanwhile). True once it came.
 fn poll_left(c: &mut Client, ended: &mut Option<Duration>, t0: Instant) {
@@ -55,7 +64,8 @@ fn poll_left(c: &mut Client, ended: &mut Option<Duration>, t0: Instant) {
 fn a_killed_node_ends_its_chats_elsewhere_within_5_s_and_its_waiting_clients_are_never_paired() {
     raise_nofile();
     let redis = Redis::start();
-    let mut nodes = start_nodes(&redis, &cluster_name("kill"), 3, &["--interest-wait", "60"]);
+    let nodes = start_nodes(&redis, &cluster_name("kill"), 3, &["--interest-wait", "60"]);
+    let _logs = LogsOnFailure::of(&nodes);
     let (n0, n1, n2) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
     // Node 2 will die. Its partners elsewhere: three on node 0, three on
     // node 1. Two pairs between the survivors.
@@ -80,7 +90,7 @@ fn a_killed_node_ends_its_chats_elsewhere_within_5_s_and_its_waiting_clients_are
     for (k, x) in orphans.iter_mut().enumerate() {
         talk(x, &mut doomed[k], 0);
     }
-    kill9(&mut nodes[2]);
+    kill9(&nodes[2]);
     let t_kill = Instant::now();
     // Newcomers on the survivors, at once: one that only the dead node's
     // open client could take, one that only its `t1` client could.
@@ -120,6 +130,7 @@ fn a_killed_node_ends_its_chats_elsewhere_within_5_s_and_its_waiting_clients_are
 fn redis_stopped_for_10_s_local_chats_go_on_cross_node_pairs_end_then_pairing_resumes() {
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("pause"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
     let (n0, n1) = (nodes[0].addr, nodes[1].addr);
     let mut local0 = pair_up((n0, 0, 0), (n0, 1, 0));
     let mut local1 = pair_up((n1, 2, 1), (n1, 3, 1));
@@ -147,6 +158,7 @@ fn redis_stopped_for_10_s_local_chats_go_on_cross_node_pairs_end_then_pairing_re
             fresh = Some(pair_up((n1, 6, 1), (n1, 7, 1)));
         }
         seq += 1;
+        pace(t0, seq);
     }
     for (i, &pid) in pids.iter().enumerate() {
         assert_not_spinning(pid, cpu[i], t0, &format!("node {i} with Redis stopped"));
@@ -199,6 +211,7 @@ fn redis_restarted_empty_local_chats_go_on_cross_node_pairs_end_then_pairing_res
         2,
         &["--redis-grace", "2s"],
     );
+    let _logs = LogsOnFailure::of(&nodes);
     let (n0, n1) = (nodes[0].addr, nodes[1].addr);
     let mut local0 = pair_up((n0, 0, 0), (n0, 1, 0));
     let mut local1 = pair_up((n1, 2, 1), (n1, 3, 1));
@@ -228,6 +241,7 @@ fn redis_restarted_empty_local_chats_go_on_cross_node_pairs_end_then_pairing_res
             during = Some((u, r));
         }
         seq += 1;
+        pace(t0, seq);
     }
     let (u, r) = during.expect("newcomers during the outage");
     let (_q, _u) = finish_pair(q, u);
@@ -308,6 +322,7 @@ fn a_node_cut_off_from_redis_keeps_its_local_chats_and_the_others_end_its_cross_
     });
     let y = start_node(&redis.url(), &name, &[]);
     let z = start_node(&redis.url(), &name, &[]);
+    let _logs = LogsOnFailure(vec![&x, &y, &z]);
     ns.run(|| await_joined(x.addr, 3));
     await_joined(y.addr, 3);
     await_joined(z.addr, 3);
@@ -331,6 +346,7 @@ fn a_node_cut_off_from_redis_keeps_its_local_chats_and_the_others_end_its_cross_
             fresh = Some(ns.run(|| pair_up((x.addr, 6, 0), (x.addr, 7, 0))));
         }
         seq += 1;
+        pace(t0, seq);
     }
     eprintln!(
         "cross-node pair ended: on the other node at {b_end:?}, on the cut-off node at {a_end:?}"

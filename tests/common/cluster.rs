@@ -236,10 +236,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// kill -9 of a node; reaped, so its sockets are gone.
-pub fn kill9(node: &mut ServerProcess) {
-    let _ = node.child.kill();
-    let _ = node.child.wait();
+/// kill -9 of a node, waited for until it is dead (a zombie: its sockets
+/// are closed; `Drop` reaps it).
+pub fn kill9(node: &ServerProcess) {
+    let pid = node.pid();
+    // SAFETY: kill(2) on a child of ours, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    assert!(
+        wait_until(WAIT, || state(pid) == 'Z'),
+        "node {pid} did not die"
+    );
 }
 
 // ---- chat nodes -----------------------------------------------------------
@@ -285,6 +291,29 @@ pub fn start_nodes(redis: &Redis, cluster: &str, n: usize, extra: &[&str]) -> Ve
         await_joined(node.addr, n as u64);
     }
     nodes
+}
+
+/// Prints what the nodes logged when the test fails (dropped while
+/// panicking): a failure in CI then says what the nodes saw.
+pub struct LogsOnFailure<'a>(pub Vec<&'a ServerProcess>);
+
+impl<'a> LogsOnFailure<'a> {
+    pub fn of(nodes: &'a [ServerProcess]) -> LogsOnFailure<'a> {
+        LogsOnFailure(nodes.iter().collect())
+    }
+}
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (i, node) in self.0.iter().enumerate() {
+            for line in node.log.try_iter().take(200) {
+                eprintln!("node {i} ({}): {line}", node.addr);
+            }
+        }
+    }
 }
 
 /// Waits (bounded) until the node at `addr` is connected to Redis and sees
@@ -373,9 +402,12 @@ impl Client {
         c
     }
 
+    /// Reads `waiting`: a new search, so the last pairing is forgotten.
     pub fn expect_waiting(&mut self) {
         let v = self.ws.recv_json();
         assert_eq!(v["type"], "waiting", "client {}: {v}", self.id);
+        self.pair = None;
+        self.common.clear();
     }
 
     /// Reads `paired` (within `wait`) and keeps its pair id and `common`.
@@ -462,10 +494,14 @@ pub fn pair_up(a: (SocketAddr, usize, usize), b: (SocketAddr, usize, usize)) -> 
 }
 
 /// Two queued clients that must be paired with each other: both read
-/// `paired` (same pair id, one initiator) and each other's ids.
+/// `paired` (unless a client has read it since its last `waiting`), with
+/// one pair id and one initiator, and each other's ids.
 pub fn finish_pair(mut x: Client, mut y: Client) -> (Client, Client) {
-    x.expect_paired();
-    y.expect_paired();
+    for c in [&mut x, &mut y] {
+        if c.pair.is_none() {
+            c.expect_paired();
+        }
+    }
     x.say_id();
     y.say_id();
     assert_eq!(x.partner_id(), y.id, "client {}'s partner", x.id);
