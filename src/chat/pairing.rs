@@ -274,12 +274,7 @@ impl Shard {
     }
 
     fn address(self, m: Member) -> Address {
-        Address {
-            node: 0,
-            thread: m.gid % self.count,
-            conn: m.gid / self.count,
-            serial: m.serial,
-        }
+        Address::here(m.gid % self.count, m.gid / self.count, m.serial)
     }
 
     fn peer(self, m: Member) -> Peer {
@@ -600,7 +595,7 @@ impl Pairing {
         out: &mut dyn Outbox,
     ) {
         let member = Member {
-            gid: self.shard.gid(to.conn),
+            gid: self.shard.gid(to.conn()),
             serial: to.serial,
             addr: None,
         };
@@ -616,8 +611,10 @@ impl Pairing {
         }
         let peer = if partner.node != 0 {
             Peer::Node(partner)
-        } else if partner.thread == self.shard.index {
-            Peer::Here { conn: partner.conn }
+        } else if partner.thread() == self.shard.index {
+            Peer::Here {
+                conn: partner.conn(),
+            }
         } else {
             Peer::Thread(partner)
         };
@@ -630,7 +627,7 @@ impl Pairing {
             out,
         };
         d.start_chat(
-            to.conn,
+            to.conn(),
             to.serial,
             (peer, partner_addr),
             pair,
@@ -648,7 +645,7 @@ impl Pairing {
         now_ms: u64,
         out: &mut dyn Outbox,
     ) {
-        end_chat(&mut self.sessions, to.conn, pair, reason, now_ms, out);
+        end_chat(&mut self.sessions, to.conn(), pair, reason, now_ms, out);
     }
 
     /// Another loop asks this one to pair its client `gid`.

@@ -19,18 +19,47 @@ use super::protocol::LeftReason;
 use super::video::PairId;
 use super::{ClientId, ServerMsg};
 
-/// A chat client anywhere in the process.
+/// A chat client anywhere in the cluster. 24 bytes (a [`Peer`] is 32, in
+/// every chat session): loop and connection ids are far below 2^32 (at
+/// most 64 loops; connection ids are slab keys of open connections).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Address {
     /// The cluster node holding it: 0 for this process (a real node's id
     /// is never 0).
     pub node: u64,
-    /// The event loop holding it (0 with one thread).
-    pub thread: usize,
-    /// Its connection id in that loop.
-    pub conn: ClientId,
     /// Its connection serial (ids are reused, serials are not).
     pub serial: u64,
+    /// The event loop holding it (0 with one thread).
+    pub thread: u32,
+    /// Its connection id in that loop.
+    pub conn: u32,
+}
+
+impl Address {
+    /// This process's client `conn` of loop `thread`.
+    pub fn here(thread: usize, conn: ClientId, serial: u64) -> Address {
+        Address::on(0, thread, conn, serial)
+    }
+
+    /// Client `conn` of loop `thread` on `node`.
+    pub fn on(node: u64, thread: usize, conn: ClientId, serial: u64) -> Address {
+        Address {
+            node,
+            serial,
+            thread: u32::try_from(thread).unwrap_or(u32::MAX),
+            conn: u32::try_from(conn).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Its loop, as an index.
+    pub fn thread(&self) -> usize {
+        self.thread as usize
+    }
+
+    /// Its connection id.
+    pub fn conn(&self) -> ClientId {
+        self.conn as usize
+    }
 }
 
 /// Where a session's partner is, seen from the session's own loop.
@@ -113,7 +142,7 @@ impl Cross<'_> {
     pub fn thread(&self) -> usize {
         match self {
             Cross::Relay { to, .. } | Cross::Paired { to, .. } | Cross::Left { to, .. } => {
-                to.thread
+                to.thread()
             }
             Cross::Nudge { thread, .. } => *thread,
         }

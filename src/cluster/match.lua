@@ -85,6 +85,19 @@ local function find(x, x_queued)
   return best
 end
 
+-- Down to two queued: the re-pair rule no longer keeps them apart, so the
+-- older one's node is asked to search again (as `finish_turn` does).
+local function nudge_if_two()
+  if redis.call('ZCARD', P .. ':q') == 2 then
+    local ids = redis.call('ZRANGE', P .. ':q', 0, 0)
+    local y = ids[1] and load(ids[1])
+    if y ~= nil then
+      redis.call('PUBLISH', P .. ':n:' .. y.node,
+        'N' .. cjson.encode({serial = y.serial, gid = y.gid}))
+    end
+  end
+end
+
 -- x and y are paired: y's ticket (and x's, if queued) is gone; y's node
 -- gets the offer in the same atomic step.
 local function matched(x, y)
@@ -99,6 +112,7 @@ local function matched(x, y)
            thread = x.thread, conn = x.conn, tags = x.tags_json},
       y = {serial = y.serial, gid = y.gid}}))
   end
+  nudge_if_two()
   return {1, counter, x_init, y.node, y.serial, y.gid, y.addr,
           y.tags_json, y.thread, y.conn}
 end
@@ -144,15 +158,7 @@ elseif op == 'leave' then
   -- ARGV: op node serial
   local x = load(ARGV[2] .. ':' .. ARGV[3])
   if x ~= nil then remove(x) end
-  -- Down to two: the re-pair rule no longer keeps them apart.
-  if redis.call('ZCARD', P .. ':q') == 2 then
-    local ids = redis.call('ZRANGE', P .. ':q', 0, 0)
-    local y = ids[1] and load(ids[1])
-    if y ~= nil then
-      redis.call('PUBLISH', P .. ':n:' .. y.node,
-        'N' .. cjson.encode({serial = y.serial, gid = y.gid}))
-    end
-  end
+  nudge_if_two()
   return {0}
 elseif op == 'beat' then
   -- ARGV: op node counts ttl_ms. Refreshes this node's key, returns every

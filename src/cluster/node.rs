@@ -67,8 +67,10 @@ const BACKOFF_MAX_MS: u64 = 2000;
 /// (Redis does not keep up: nothing is buffered without bound).
 const MAX_UNSENT: usize = 8 * 1024 * 1024;
 /// Unparsed reply bytes a connection may hold (a reply is bounded by
-/// `resp::MAX_BULK`).
-const MAX_UNREAD: usize = resp::MAX_BULK + 64 * 1024;
+/// `resp::MAX_BULK`, and at most [`READ_BUDGET`] is read before parsing).
+const MAX_UNREAD: usize = resp::MAX_BULK + READ_BUDGET + 64 * 1024;
+/// Bytes read from a connection before what they hold is handled.
+const READ_BUDGET: usize = 1024 * 1024;
 /// Bytes of records published in one PUBLISH.
 const MAX_BATCH: usize = 256 * 1024;
 /// How long SIGTERM waits for the goodbye to be written.
@@ -97,6 +99,8 @@ struct Conn {
     stream: TcpStream,
     unsent: Vec<u8>,
     unread: Vec<u8>,
+    /// How much of `unread` is parsed (dropped at the next read).
+    parsed: usize,
 }
 
 impl Conn {
@@ -116,31 +120,42 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what is there; Err: lost (or closed).
-    fn fill(&mut self) -> io::Result<()> {
+    /// Reads up to [`READ_BUDGET`] more bytes: Ok(true) when the socket
+    /// is drained (WouldBlock), Ok(false) when the budget ran out first
+    /// (parse, then read again); Err: lost, closed, or one reply over
+    /// [`MAX_UNREAD`].
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.parsed > 0 {
+            self.unread.drain(..self.parsed.min(self.unread.len()));
+            self.parsed = 0;
+        }
         let mut chunk = [0u8; 16 * 1024];
-        loop {
+        let mut read = 0;
+        while read < READ_BUDGET {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
                 Ok(n) => {
+                    read += n;
                     self.unread
                         .extend_from_slice(chunk.get(..n).unwrap_or_default());
                     if self.unread.len() > MAX_UNREAD {
                         return Err(ErrorKind::InvalidData.into());
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(false)
     }
 
     /// The next complete reply; Err: not RESP.
     fn next(&mut self) -> Result<Option<Value>, resp::Error> {
-        match resp::decode(&self.unread)? {
+        let rest = self.unread.get(self.parsed..).unwrap_or_default();
+        match resp::decode(rest)? {
             Some((v, used)) => {
-                self.unread.drain(..used);
+                self.parsed += used;
                 Ok(Some(v))
             }
             None => Ok(None),
@@ -198,6 +213,9 @@ pub struct ClusterThread {
     ever_up: bool,
     next_beat_ms: u64,
     beat_sent_ms: u64,
+    /// When the last answered heartbeat was sent: our node key lives
+    /// until `NODE_TTL_MS` after it.
+    beat_ok_ms: u64,
     probe_seen_ms: u64,
     /// Live nodes of the last heartbeat (the goodbye goes to them).
     live: Vec<u64>,
@@ -243,6 +261,7 @@ impl ClusterThread {
             ever_up: false,
             next_beat_ms: 0,
             beat_sent_ms: 0,
+            beat_ok_ms: 0,
             probe_seen_ms: 0,
             live: Vec::new(),
             batches: Vec::new(),
@@ -269,12 +288,13 @@ impl ClusterThread {
                 }
             }
             let now = self.now_ms();
-            for event in events.iter() {
-                let result = match event.token() {
-                    CMD => self.on_cmd(now),
-                    SUB => self.on_sub(now),
-                    _ => Ok(()),
-                };
+            let io = events.iter().any(|e| e.token() == CMD || e.token() == SUB);
+            if io {
+                // Replies first, then what other nodes published: an answer
+                // to our offer comes after our script's reply on the wire,
+                // on the other connection (a reordering is still handled:
+                // the matchmaker keeps early answers).
+                let result = self.on_cmd(now).and_then(|()| self.on_sub(now));
                 if let Err(why) = result {
                     self.down(now, &why);
                 }
@@ -354,6 +374,12 @@ impl ClusterThread {
         self.publish_batches(now);
         ClusterView::add(&self.view.dropped, dropped);
         self.flush(now);
+        self.flush_to_loops();
+    }
+
+    /// Records for the loops go into their rings (relays that do not fit
+    /// are dropped and counted; `paired`/`left` wait in the backlog).
+    fn flush_to_loops(&mut self) {
         if !self.to_loops.is_empty() || self.link.has_backlog() {
             let lost = self.link.push_records(&self.to_loops);
             ClusterView::add(&self.view.dropped, lost);
@@ -574,6 +600,7 @@ impl ClusterThread {
                 stream,
                 unsent: Vec::new(),
                 unread: Vec::new(),
+                parsed: 0,
             })
         };
         let (mut cmd, mut sub) = match (open(CMD), open(SUB)) {
@@ -667,6 +694,10 @@ impl ClusterThread {
         if self.ever_up {
             self.view.reconnects.fetch_add(1, Ordering::Relaxed);
         }
+        // Cross-node pairs still running (the grace has not ended them)
+        // though our node key expired while we were away.
+        let expired =
+            self.ever_up && !self.grace_done && now >= self.beat_ok_ms + script::NODE_TTL_MS;
         self.ever_up = true;
         self.phase = Phase::Up { since_ms: now };
         self.backoff_ms = BACKOFF_MIN_MS;
@@ -677,6 +708,12 @@ impl ClusterThread {
         // The node key first: other nodes skip tickets of nodes without one.
         self.beat(now);
         let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
+        if expired {
+            // Our key expired while we were away: the other nodes have
+            // ended our cross-node pairs (and their `left` could not reach
+            // us), so ours end too, before anything else.
+            mm.cluster_grace_over(&mut Out::new(self.setup.threads, &mut self.decided));
+        }
         mm.cluster_set_up(
             true,
             now,
@@ -686,25 +723,30 @@ impl ClusterThread {
     }
 
     fn on_cmd(&mut self, now: u64) -> Result<(), String> {
-        let Some(cmd) = &mut self.cmd else {
-            return Ok(());
-        };
-        cmd.fill().map_err(|e| format!("read: {e}"))?;
-        cmd.flush().map_err(|e| format!("write: {e}"))?;
         loop {
             let Some(cmd) = &mut self.cmd else {
                 return Ok(());
             };
-            let Some(reply) = cmd
-                .next()
-                .map_err(|_| "a reply that is not RESP".to_string())?
-            else {
+            let drained = cmd.fill().map_err(|e| format!("read: {e}"))?;
+            cmd.flush().map_err(|e| format!("write: {e}"))?;
+            loop {
+                let Some(cmd) = &mut self.cmd else {
+                    return Ok(());
+                };
+                let Some(reply) = cmd
+                    .next()
+                    .map_err(|_| "a reply that is not RESP".to_string())?
+                else {
+                    break;
+                };
+                let Some((sent, _)) = self.inflight.pop_front() else {
+                    return Err("a reply nobody asked for".to_string());
+                };
+                self.on_reply(sent, reply, now)?;
+            }
+            if drained {
                 return Ok(());
-            };
-            let Some((sent, _)) = self.inflight.pop_front() else {
-                return Err("a reply nobody asked for".to_string());
-            };
-            self.on_reply(sent, reply, now)?;
+            }
         }
     }
 
@@ -735,6 +777,7 @@ impl ClusterThread {
                 self.maybe_up(now);
             }
             Sent::Beat => {
+                self.beat_ok_ms = self.beat_sent_ms;
                 let rtt = now.saturating_sub(self.beat_sent_ms);
                 self.view
                     .rtt_us
@@ -785,11 +828,24 @@ impl ClusterThread {
     }
 
     fn on_sub(&mut self, now: u64) -> Result<(), String> {
-        let Some(sub) = &mut self.sub else {
-            return Ok(());
-        };
-        sub.fill().map_err(|e| format!("subscriber read: {e}"))?;
-        sub.flush().map_err(|e| format!("subscriber write: {e}"))?;
+        loop {
+            let Some(sub) = &mut self.sub else {
+                return Ok(());
+            };
+            let drained = sub.fill().map_err(|e| format!("subscriber read: {e}"))?;
+            sub.flush().map_err(|e| format!("subscriber write: {e}"))?;
+            self.parse_sub(now)?;
+            // What came in goes to the loops now: `to_loops` never holds
+            // more than one read budget's worth.
+            self.flush_to_loops();
+            if drained {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every complete message read so far on the subscriber connection.
+    fn parse_sub(&mut self, now: u64) -> Result<(), String> {
         loop {
             let Some(sub) = &mut self.sub else {
                 return Ok(());
@@ -947,12 +1003,7 @@ impl<'a> Out<'a> {
     }
 
     fn address(&self, m: Member) -> Address {
-        Address {
-            node: 0,
-            thread: m.gid % self.threads,
-            conn: m.gid / self.threads,
-            serial: m.serial,
-        }
+        Address::here(m.gid % self.threads, m.gid / self.threads, m.serial)
     }
 }
 

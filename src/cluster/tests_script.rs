@@ -244,3 +244,28 @@ fn the_heartbeat_lists_live_nodes_and_forgets_the_dead() {
     let members = s.c.cmd(&[b"SCARD", b"{t}:nodes"]);
     assert_eq!(members, Value::Int(2));
 }
+
+#[test]
+fn a_match_that_leaves_two_previous_strangers_queued_nudges_the_older() {
+    let redis = Redis::start();
+    let mut s = Script::load(&redis);
+    s.alive(A);
+    let mut sub_a = subscribe(&redis, A);
+    let mut q = ticket(A, 1, &[], true);
+    q.prev = Some((A, 2));
+    assert!(matches!(s.run(Op::Join(q)), Reply::Queued(_)));
+    assert!(matches!(
+        s.run(Op::Join(ticket(A, 3, &["z"], false))),
+        Reply::Queued(_)
+    ));
+    let mut p = ticket(A, 2, &[], true);
+    p.prev = Some((A, 1));
+    assert!(matches!(s.run(Op::Join(p)), Reply::Queued(_)));
+    // A newcomer takes 3: 1 and 2 are left, the older one is nudged.
+    let m = matched(s.run(Op::Join(ticket(A, 4, &["z"], false))));
+    assert_eq!(m.serial, 3);
+    let Some(Message::Nudge(n)) = proto::parse(&next_message(&mut sub_a)) else {
+        panic!()
+    };
+    assert_eq!(n.serial, "1");
+}

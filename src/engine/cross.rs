@@ -119,7 +119,7 @@ fn encode_local(out: &mut Vec<u8>, event: &Cross<'_>) {
             msg,
         } => {
             out.push(RELAY);
-            put(out, to.conn as u64);
+            put(out, u64::from(to.conn));
             put(out, pair.0);
             put(out, *from as u64);
             protocol::write_json(out, msg);
@@ -133,12 +133,12 @@ fn encode_local(out: &mut Vec<u8>, event: &Cross<'_>) {
             common,
         } => {
             out.push(PAIRED);
-            put(out, to.conn as u64);
+            put(out, u64::from(to.conn));
             put(out, to.serial);
             put(out, pair.0);
             out.push(u8::from(*initiator));
-            put(out, partner.thread as u64);
-            put(out, partner.conn as u64);
+            put(out, u64::from(partner.thread));
+            put(out, u64::from(partner.conn));
             put(out, partner.serial);
             put(out, partner.node);
             put_addr(out, *partner_addr);
@@ -150,7 +150,7 @@ fn encode_local(out: &mut Vec<u8>, event: &Cross<'_>) {
         }
         Cross::Left { to, pair, reason } => {
             out.push(LEFT);
-            put(out, to.conn as u64);
+            put(out, u64::from(to.conn));
             put(out, pair.0);
             out.push(u8::from(*reason == LeftReason::Next));
         }
@@ -272,20 +272,13 @@ impl Engine {
                 }
             }
             PAIRED => {
-                let to = Address {
-                    node: 0,
-                    thread: self.thread,
-                    conn: r.u64()? as usize,
-                    serial: r.u64()?,
-                };
+                let conn = r.u64()? as usize;
+                let to = Address::here(self.thread, conn, r.u64()?);
                 let pair = PairId(r.u64()?);
                 let initiator = r.u8()? != 0;
-                let partner = Address {
-                    thread: r.u64()? as usize,
-                    conn: r.u64()? as usize,
-                    serial: r.u64()?,
-                    node: r.u64()?,
-                };
+                let (thread, conn) = (r.u64()? as usize, r.u64()? as usize);
+                let serial = r.u64()?;
+                let partner = Address::on(r.u64()?, thread, conn, serial);
                 let partner_addr = r.addr()?;
                 let mut common = Vec::new();
                 while let Some(len) = r.take(2) {
@@ -304,12 +297,7 @@ impl Engine {
                 );
             }
             LEFT => {
-                let to = Address {
-                    node: 0,
-                    thread: self.thread,
-                    conn: r.u64()? as usize,
-                    serial: 0,
-                };
+                let to = Address::here(self.thread, r.u64()? as usize, 0);
                 let pair = PairId(r.u64()?);
                 let reason = if r.u8()? != 0 {
                     LeftReason::Next

@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 /// How long a searcher waits for the claimed stranger's node to answer.
 pub const OFFER_TIMEOUT_MS: u64 = 2000;
+/// Answers kept because they overtook the reply they answer, at most.
+const MAX_EARLY: usize = 1024;
 
 /// Wakes the cluster thread when a command is queued.
 #[derive(Clone)]
@@ -106,6 +108,9 @@ pub(super) struct Cluster {
     pending_local: Vec<Gid>,
     /// The other live nodes' counts, as the last heartbeat read them.
     others: crate::chat::Counts,
+    /// Answers that came before our own script's reply naming their pair
+    /// (accept, answer, give-up time). Bound: [`MAX_EARLY`].
+    early: Vec<(bool, Answer, u64)>,
 }
 
 impl Matchmaker {
@@ -124,6 +129,7 @@ impl Matchmaker {
             threads: threads.max(1),
             pending_local: Vec::new(),
             others: crate::chat::Counts::default(),
+            early: Vec::new(),
             node,
             key,
             up: false,
@@ -455,19 +461,22 @@ impl Matchmaker {
         if let Some(c) = self.client_mut(gid) {
             c.state = State::Offered;
         }
+        let counter = m.counter;
         if let Some(c) = &mut self.cluster {
             c.offers.insert(
                 gid,
                 Pending {
                     serial,
                     deadline_ms: now_ms.saturating_add(OFFER_TIMEOUT_MS),
-                    counter: m.counter,
+                    counter,
                     x_first: m.x_initiator,
                     y: m,
                 },
             );
         }
-        let _ = out;
+        if let Some((accept, a)) = self.take_early(gid, serial, counter) {
+            self.cluster_answer(accept, &a, now_ms, out);
+        }
     }
 
     /// A queued client whose search found a partner no longer there joins
@@ -502,12 +511,12 @@ impl Matchmaker {
             return;
         };
         let x_node = u64::from_str_radix(&o.x.node, 16).unwrap_or(0);
-        let x = Address {
-            node: x_node,
-            thread: proto::num(&o.x.thread).unwrap_or(0),
-            conn: proto::num(&o.x.conn).unwrap_or(0),
-            serial: proto::num(&o.x.serial).unwrap_or(0),
-        };
+        let x = Address::on(
+            x_node,
+            proto::num(&o.x.thread).unwrap_or(0),
+            proto::num(&o.x.conn).unwrap_or(0),
+            proto::num(&o.x.serial).unwrap_or(0),
+        );
         let x_gid: Gid = proto::num(&o.x.gid).unwrap_or(0);
         let threads = self.threads();
         let accept = x_node != 0 && self.cluster_up() && self.valid(y_gid, y_serial, State::Queued);
@@ -566,12 +575,7 @@ impl Matchmaker {
             return;
         };
         let pair = PairId::new(a.pair, key);
-        let y = Address {
-            node: a.node,
-            thread: a.y_thread,
-            conn: a.y_conn,
-            serial: a.y_serial,
-        };
+        let y = Address::on(a.node, a.y_thread, a.y_conn, a.y_serial);
         let pending = match &mut self.cluster {
             Some(c) => match c.offers.get(&a.x_gid) {
                 Some(p) if p.serial == a.x_serial && p.counter == a.pair => {
@@ -582,6 +586,12 @@ impl Matchmaker {
             None => None,
         };
         let Some(p) = pending.filter(|_| self.valid(a.x_gid, a.x_serial, State::Offered)) else {
+            if self.valid(a.x_gid, a.x_serial, State::Queued) {
+                // The answer overtook our own script's reply (they come on
+                // two connections): kept until that reply names the pair.
+                self.keep_early(accept, a, now_ms, out);
+                return;
+            }
             if accept {
                 // x left (or timed out) meanwhile: y hears it at once.
                 out.left_remote(y, pair, LeftReason::Disconnected);
@@ -607,6 +617,35 @@ impl Matchmaker {
         self.chatting += 1;
         self.next_pair += 1;
         out.paired_remote(xm, (y, p.y.addr), pair, p.x_first, &common);
+    }
+
+    /// Keeps an answer that came before the reply it answers (bounded by
+    /// [`MAX_EARLY`]; the oldest is given up first).
+    fn keep_early(&mut self, accept: bool, a: &Answer, now_ms: u64, out: &mut dyn MatchOut) {
+        let Some(c) = &mut self.cluster else {
+            return;
+        };
+        if c.early.len() >= MAX_EARLY {
+            let (old_accept, old, _) = c.early.remove(0);
+            let key = c.key;
+            if old_accept {
+                let y = Address::on(old.node, old.y_thread, old.y_conn, old.y_serial);
+                out.left_remote(y, PairId::new(old.pair, key), LeftReason::Disconnected);
+            }
+        }
+        c.early
+            .push((accept, a.clone(), now_ms.saturating_add(OFFER_TIMEOUT_MS)));
+    }
+
+    /// The answer kept for `gid`'s pair `counter`, if it came early.
+    fn take_early(&mut self, gid: Gid, serial: u64, counter: u64) -> Option<(bool, Answer)> {
+        let c = self.cluster.as_mut()?;
+        let at = c
+            .early
+            .iter()
+            .position(|(_, a, _)| a.x_gid == gid && a.x_serial == serial && a.pair == counter)?;
+        let (accept, a, _) = c.early.remove(at);
+        Some((accept, a))
     }
 
     /// An offered client goes back in line (its old place).
@@ -646,6 +685,22 @@ impl Matchmaker {
         for gid in expired {
             self.back_in_line(gid, out);
         }
+        let stale: Vec<(bool, Answer)> = match &mut self.cluster {
+            Some(c) => {
+                let (gone, kept) = std::mem::take(&mut c.early)
+                    .into_iter()
+                    .partition(|(_, _, until)| *until <= now_ms);
+                c.early = kept;
+                gone.into_iter().map(|(accept, a, _)| (accept, a)).collect()
+            }
+            None => Vec::new(),
+        };
+        let key = self.cluster.as_ref().map_or(0, |c| c.key);
+        for (accept, a) in stale.into_iter().filter(|(accept, _)| *accept) {
+            let _ = accept;
+            let y = Address::on(a.node, a.y_thread, a.y_conn, a.y_serial);
+            out.left_remote(y, PairId::new(a.pair, key), LeftReason::Disconnected);
+        }
         let pending = match &mut self.cluster {
             Some(c) => std::mem::take(&mut c.pending_local),
             None => Vec::new(),
@@ -664,7 +719,8 @@ impl Matchmaker {
         if !c.pending_local.is_empty() {
             return Some(0);
         }
-        c.offers.values().map(|p| p.deadline_ms).min()
+        let early = c.early.iter().map(|&(_, _, until)| until);
+        c.offers.values().map(|p| p.deadline_ms).chain(early).min()
     }
 
     /// Nodes not in `live` are dead: every client of ours paired with or

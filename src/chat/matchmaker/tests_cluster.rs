@@ -204,11 +204,18 @@ fn an_offer_unanswered_for_two_seconds_fails_and_a_late_accept_ends_the_pair() {
     );
     b.cluster_tick(10 + super::cluster::OFFER_TIMEOUT_MS, &mut lb);
     assert!(matches!(only_op(&mut b), Op::Join(_)), "back in line");
-    // A's accept comes late: y is told its stranger is gone.
+    // A's accept comes late. x waits again, so the accept could still be
+    // one that overtook a reply: it is kept, and once no reply claims it
+    // within the offer timeout, y is told its stranger is gone.
     a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 3000, &mut la);
     let (accepted, ans) = answer(&mut a);
     assert!(accepted);
     b.cluster_answer(true, &ans, 3001, &mut lb);
+    assert_eq!(
+        b.cluster_deadline(),
+        Some(3001 + super::cluster::OFFER_TIMEOUT_MS)
+    );
+    b.cluster_tick(3001 + super::cluster::OFFER_TIMEOUT_MS, &mut lb);
     assert_eq!(lb.0.last().unwrap(), "left_remote a:0 Disconnected");
     assert_eq!(b.counts().chatting, 0);
 }
@@ -275,4 +282,31 @@ fn next_across_nodes_tells_the_other_node_and_its_matchmaker_forgets_the_pair() 
     b.retry(6, y, 31, &mut lb);
     assert_eq!(lb.0.last().unwrap(), "paired 6 3 false");
     let _ = la;
+}
+
+/// A partner's address on another node costs no more than one on another
+/// loop did before the cluster: 32 bytes in every chat session.
+#[test]
+fn a_peer_is_still_32_bytes() {
+    assert_eq!(std::mem::size_of::<crate::chat::peer::Peer>(), 32);
+}
+
+#[test]
+fn an_accept_that_overtakes_our_own_script_reply_is_kept_for_it() {
+    let (mut a, mut b) = (node(A), node(B));
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
+    let join = only_op(&mut a);
+    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
+    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
+    let join = only_op(&mut b);
+    a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 11, &mut la);
+    let (accepted, ans) = answer(&mut a);
+    assert!(accepted);
+    // B hears the accept before its own join's reply.
+    b.cluster_answer(true, &ans, 12, &mut lb);
+    assert_eq!(lb.0, vec!["waiting 3 1"]);
+    b.cluster_reply(&join, matched_y_on(A, y_serial, 0), 13, &mut lb);
+    assert_eq!(lb.0.last().unwrap(), "paired_remote 3 a:0 false []");
+    assert_eq!(b.cluster_deadline(), None, "nothing left waiting");
 }
