@@ -61,13 +61,14 @@ wait_for() { # wait_for TRIES COMMAND...: until it succeeds, 0.1 s apart
     return 1
 }
 
+logs=$(mktemp -d /tmp/chat-cluster-bench.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     pids=()
 }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$logs"' EXIT
 
 # up [NODES]: a fresh Redis and NODES (default 2) nodes on it, or one node
 # without Redis (NODES=0). Sets redis_pid, node_ports, node_pids.
@@ -82,7 +83,7 @@ up() {
             --daemonize no --dir /tmp >/dev/null 2>&1 &
         redis_pid=$!
         pids+=("$redis_pid")
-        wait_for 100 redis-cli -p "$rport" ping >/dev/null ||
+        wait_for 100 redis-cli -p "$rport" ping >/dev/null 2>&1 ||
             { log "redis did not start"; return 1; }
     fi
     local i
@@ -91,7 +92,7 @@ up() {
         [ "$nodes" -gt 0 ] && cl=(--redis "redis://127.0.0.1:$rport" --cluster "$cluster")
         (ulimit -n 40000 2>/dev/null
          exec "$chat_bin" --listen "127.0.0.1:$port" "${cl[@]}" --rate-limit 1000000 \
-            --idle-timeout 600 --interest-wait 600) >/dev/null 2>&1 &
+            --idle-timeout 600 --interest-wait 600) >/dev/null 2>"$logs/node-$port.log" &
         pids+=("$!")
         node_pids+=("$!")
         node_ports+=("$port")
@@ -100,14 +101,19 @@ up() {
     done
     if [ "$nodes" -gt 0 ]; then
         for port in "${node_ports[@]}"; do
-            wait_for 150 test "$(metric "$port" chat_cluster_nodes)" = "$nodes" ||
-                { log "node $port never saw $nodes nodes"; return 1; }
+            wait_for 150 sees "$port" "$nodes" || {
+                log "node $port never saw $nodes nodes:"
+                tail -n 5 "$logs"/node-*.log >&2
+                return 1
+            }
         done
     fi
 }
 
 targets() { local t=() p; for p in "${node_ports[@]}"; do t+=("ws://127.0.0.1:$p/"); done; (IFS=,; echo "${t[*]}"); }
 sum_metric() { local s=0 p v; for p in "${node_ports[@]}"; do v=$(metric "$p" "$1"); s=$((s + ${v:-0})); done; echo "$s"; }
+sees() { test "$(metric "$1" chat_cluster_nodes)" = "$2"; }  # node PORT sees N nodes
+flowing() { test "$(sum_metric chat_messages_relayed_total)" -gt "$1"; }
 json() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 
 # latency -> "across_p50 across_p99 local_p50 local_p99 unplanned" (µs)
@@ -134,7 +140,7 @@ pingpong() {
         --clients $((PAIRS * 2)) --ping-pong --duration "$dur" --connect-timeout 120) \
         >/dev/null 2>&1 &
     local load=$!
-    wait_for 600 test "$(sum_metric chat_messages_relayed_total)" -gt 20000
+    wait_for 600 flowing 20000
     sleep 1
     local m0 x0 r0 w0 m1 x1 r1 w1
     m0=$(sum_metric chat_messages_relayed_total); x0=$(sum_metric chat_cluster_messages_out_total)
