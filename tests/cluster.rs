@@ -12,7 +12,7 @@
 
 mod common;
 use common::cluster::*;
-use common::probe::metric;
+use common::probe::{self, metric};
 use common::*;
 use std::collections::HashMap;
 use std::process::Command;
@@ -390,4 +390,53 @@ fn a_block_across_nodes_keeps_the_two_addresses_apart() {
     let mut d = Client::connect_from(3, n0, 3, 0);
     d.expect_waiting();
     let (_b, _d) = finish_pair(b, d);
+}
+
+/// The stranger's first line can reach a node in the same read as the
+/// accept that pairs its client: it must be delivered after `paired`, not
+/// dropped. Made to happen: node A (the searcher's) is stopped right after
+/// its client is queued; if its join went out, the stranger on node B is
+/// paired meanwhile and speaks at once; B publishes the line; then A runs
+/// again and reads the accept and the line together.
+#[test]
+fn a_first_line_arriving_with_the_accept_is_delivered_after_paired() {
+    let redis = Redis::start();
+    let nodes = start_nodes(&redis, &cluster_name("first"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut caught = 0;
+    for round in 0..10 {
+        let mut y = Client::queued(b.addr, "/", 2 * round + 1, 1);
+        let mut x = Client::queued(a.addr, "/", 2 * round, 0);
+        let stopped = Stopped::new(a.pid());
+        // A's join may not have left before the stop: then nothing is
+        // paired until A runs again, and this round proves nothing.
+        let early = y.ws.try_recv(Duration::from_millis(1000));
+        let Some(f) = early else {
+            drop(stopped);
+            let _ = finish_pair(x, y);
+            continue;
+        };
+        assert_eq!(f.json()["type"], "paired", "{}", f.text());
+        y.pair = Some((f.json()["pair"].as_str().unwrap().to_string(), false));
+        let before = metric(b.addr, "chat_cluster_messages_out_total");
+        y.say("first");
+        assert!(
+            probe::wait_until(WAIT, || metric(b.addr, "chat_cluster_messages_out_total")
+                > before),
+            "B never published the line"
+        );
+        drop(stopped);
+        x.expect_paired();
+        x.expect_message("first");
+        caught += 1;
+        if caught == 3 {
+            break;
+        }
+    }
+    eprintln!("{caught} rounds had the line arrive with the accept");
+    assert!(
+        caught > 0,
+        "no round stopped node A between its join and the accept"
+    );
 }
