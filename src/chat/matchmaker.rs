@@ -36,6 +36,11 @@
 //! at all (one atomic load) while no block is in force.
 //!
 //! The decisions where PROTOCOL.md is silent are listed in `pairing.rs`.
+//!
+//! With `--redis` the node is one of a cluster (`matchmaker/cluster.rs`):
+//! while Redis is up the queue that decides is the cluster's, in Redis,
+//! and every queued client stays in these maps too, so that when Redis is
+//! gone this node pairs its own clients exactly as above.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;

@@ -59,20 +59,34 @@ local function find(x, x_queued)
   local count = redis.call('ZCARD', P .. ':q')
   if not x_queued then count = count + 1 end
   local third = count >= 3
+  -- The first acceptable ticket of a set, in score order, looking at no
+  -- more than MAX_SCAN: a page of 4 first (the answer is almost always
+  -- there), then pages of 100, by score, so that tickets removed on the
+  -- way (dead nodes) do not shift the pages.
   local function first(key)
-    local ids = redis.call('ZRANGE', key, 0, MAX_SCAN - 1)
-    for _, id in ipairs(ids) do
-      if id ~= x.id then
-        local y = load(id)
-        if y == nil then
-          redis.call('ZREM', key, id)
-        elseif not alive(y.node) then
-          remove(y)
-        elseif not (third and x.prev == y.id and y.prev == x.id)
-            and not blocked(x.addr, y.addr) then
-          return y
+    local scanned, from, size = 0, '-inf', 4
+    while scanned < MAX_SCAN do
+      local n = math.min(size, MAX_SCAN - scanned)
+      local page = redis.call('ZRANGEBYSCORE', key, from, '+inf', 'WITHSCORES',
+        'LIMIT', 0, n)
+      for i = 1, #page, 2 do
+        local id = page[i]
+        from = '(' .. page[i + 1]
+        scanned = scanned + 1
+        if id ~= x.id then
+          local y = load(id)
+          if y == nil then
+            redis.call('ZREM', key, id)
+          elseif not alive(y.node) then
+            remove(y)
+          elseif not (third and x.prev == y.id and y.prev == x.id)
+              and not blocked(x.addr, y.addr) then
+            return y
+          end
         end
       end
+      if #page < 2 * n then return nil end
+      size = 100
     end
     return nil
   end

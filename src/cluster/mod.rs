@@ -8,8 +8,10 @@
 //! * `node`: the cluster thread, the one place that talks to Redis;
 //! * `view`: its counters for `/metrics`.
 
+mod conn;
 pub mod node;
 pub mod proto;
+pub(crate) mod records;
 pub mod resp;
 pub mod script;
 mod url;

@@ -269,3 +269,46 @@ fn a_match_that_leaves_two_previous_strangers_queued_nudges_the_older() {
     };
     assert_eq!(n.serial, "1");
 }
+
+#[test]
+fn the_search_pages_past_many_dead_tickets_and_deletes_them() {
+    let redis = Redis::start();
+    let mut s = Script::load(&redis);
+    s.alive(A);
+    const DEAD: u64 = 0xdead;
+    // 150 tickets of a node whose key is gone, ahead in line.
+    for serial in 0..150u64 {
+        let dead = node_hex(DEAD);
+        let id = format!("{dead}:{serial}");
+        let tk = format!("{{t}}:tk:{id}");
+        let seq = (serial + 1).to_string();
+        let fields: [&[u8]; 10] = [
+            b"HSET",
+            tk.as_bytes(),
+            b"node",
+            dead.as_bytes(),
+            b"serial",
+            seq.as_bytes(),
+            b"tags",
+            br#"["t"]"#,
+            b"seq",
+            seq.as_bytes(),
+        ];
+        s.c.cmd(&fields);
+        s.c.cmd(&[b"ZADD", b"{t}:q", seq.as_bytes(), id.as_bytes()]);
+        s.c.cmd(&[b"ZADD", b"{t}:t:t", seq.as_bytes(), id.as_bytes()]);
+    }
+    s.c.cmd(&[b"SET", b"{t}:seq", b"1000"]);
+    assert_eq!(s.card("{t}:t:t"), 150);
+    assert!(matches!(
+        s.run(Op::Join(ticket(A, 500, &["t"], false))),
+        Reply::Queued(_)
+    ));
+    let m = matched(s.run(Op::Join(ticket(A, 501, &["t"], false))));
+    assert_eq!(
+        m.serial, 500,
+        "past 150 dead tickets (pages of 4, then 100)"
+    );
+    assert_eq!(s.card("{t}:q"), 0, "the dead are deleted on the way");
+    assert_eq!(s.card("{t}:t:t"), 0);
+}

@@ -12,6 +12,7 @@ mod safety;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+mod cluster;
 mod cross;
 
 /// A driver that never blocks unless told to: every socket takes all it is

@@ -190,6 +190,27 @@ impl Bans {
         removed
     }
 
+    /// Lifts every ban on exactly `address` (as it was given); false when
+    /// there was none. A ban lifted on another node of a cluster.
+    pub fn remove_address(&mut self, address: &str, now_s: u64) -> bool {
+        self.expire(now_s);
+        let before = self.entries.len();
+        self.entries.retain(|e| e.ban.address != address);
+        let removed = self.entries.len() != before;
+        if removed {
+            self.save();
+        }
+        removed
+    }
+
+    /// The address of ban `id` (as it was given), while it is in force.
+    pub fn address_of(&self, id: u64) -> Option<String> {
+        self.entries
+            .iter()
+            .find(|e| e.ban.id == id)
+            .map(|e| e.ban.address.clone())
+    }
+
     /// Drops expired bans (and rewrites the file when any went).
     pub fn expire(&mut self, now_s: u64) {
         let before = self.entries.len();

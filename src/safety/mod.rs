@@ -143,6 +143,9 @@ pub struct SharedBan {
     pub reason: String,
     /// Who made it.
     pub by: By,
+    /// The ban on `address` was lifted (`minutes` and `reason` unused).
+    #[serde(default)]
+    pub lifted: bool,
 }
 
 /// The shared safety state (see the module documentation).
@@ -414,6 +417,7 @@ impl SafetyHandle {
                 minutes,
                 reason: b.reason.clone(),
                 by: By::Auto,
+                lifted: false,
             });
             self.ban_made(By::Auto);
         }
@@ -446,6 +450,16 @@ impl SafetyHandle {
 
     /// A ban another node made: in force here too (not shared again).
     pub fn apply_shared_ban(&self, ban: &SharedBan, now_ms: u64) {
+        if ban.lifted {
+            if self
+                .state()
+                .bans
+                .remove_address(&ban.address, now_ms / 1000)
+            {
+                log::info!("ban on {} lifted on another node", ban.address);
+            }
+            return;
+        }
         let made = self.state().bans.add(
             &ban.address,
             ban.minutes,
@@ -485,6 +499,7 @@ impl SafetyHandle {
             minutes,
             reason: reason.to_string(),
             by: By::Admin,
+            lifted: false,
         });
         self.ban_made(By::Admin);
         Ok(ban)
@@ -492,7 +507,21 @@ impl SafetyHandle {
 
     /// The admin door: lifts a ban; false when none in force has that id.
     pub fn admin_unban(&self, id: u64, now_ms: u64) -> bool {
-        self.state().bans.remove(id, now_ms / 1000)
+        let mut state = self.state();
+        let address = state.bans.address_of(id);
+        let removed = state.bans.remove(id, now_ms / 1000);
+        drop(state);
+        if let (true, Some(address)) = (removed, address) {
+            // Other nodes of a cluster lift theirs on that address too.
+            self.share(SharedBan {
+                address,
+                minutes: 0,
+                reason: String::new(),
+                by: By::Admin,
+                lifted: true,
+            });
+        }
+        removed
     }
 
     /// The bans in force.
