@@ -6,7 +6,10 @@
 #      the server and tools/chat-bench)
 #   2. cargo test --workspace: unit, property and integration tests (real
 #      binary, real sockets; tests/safety.rs: addresses, limits, reports,
-#      bans, the admin door), chat-bench's unit tests
+#      bans, the admin door), chat-bench's unit tests; the cluster on Redis
+#      (tests/cluster.rs, tests/cluster_faults.rs: their own redis-server on
+#      a free port, several chat nodes; the network-cut test needs root for
+#      its network namespace and says so when it skips)
 #   3. Autobahn|Testsuite 1.* to 10.*, 12.*, 13.* against /echo (kosoku),
 #      all OK (3 informational by design); kosoku's case 12 patched by
 #      tests/autobahn/run.sh while it still hashes str; 1.*-10.* again over
@@ -54,6 +57,7 @@ install_system_packages() {
   command -v socat >/dev/null 2>&1 || need+=(socat)
   command -v turnserver >/dev/null 2>&1 || need+=(coturn)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  [ -x /usr/bin/redis-server ] || need+=(redis-server)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -63,6 +67,16 @@ install_system_packages() {
   # a system coturn service is not wanted: stop it if this install started it.
   if [[ " ${need[*]} " == *" coturn "* ]] && command -v systemctl >/dev/null 2>&1; then
     systemctl disable --now coturn >/dev/null 2>&1 || true
+  fi
+  # Likewise Redis: the cluster tests start their own redis-server on a free
+  # port; the package's service (started by systemd, or by its init script
+  # where there is no systemd) is not needed, so it is stopped.
+  if [[ " ${need[*]} " == *" redis-server "* ]]; then
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      systemctl disable --now redis-server >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/redis-server ]; then
+      /etc/init.d/redis-server stop >/dev/null 2>&1 || true
+    fi
   fi
 }
 
@@ -79,7 +93,7 @@ install_kosoku() {
 
 mkdir -p target
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  step "install system packages (nginx, chromium, openssl, socat, coturn, iproute2)" install_system_packages
+  step "install system packages (nginx, chromium, openssl, socat, coturn, iproute2, redis-server)" install_system_packages
   step "install kosoku (Autobahn cases) in target/venv" install_kosoku
   step "install playwright-core" install_node_packages
 fi

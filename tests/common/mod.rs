@@ -3,6 +3,7 @@
 //! bounded.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod probe;
 pub mod streams;
 pub mod tls;

@@ -112,6 +112,17 @@ pub struct ChatArgs {
     /// run with an `--interest-wait` longer than the connect phase.
     #[arg(long, value_name = "SHARE")]
     pub cross_loops: Option<f64>,
+    /// The nodes of a cluster (comma-separated ws:// URLs), instead of --url:
+    /// clients are spread over them as --layout says.
+    #[arg(long, value_delimiter = ',', value_name = "URL,URL...")]
+    pub targets: Vec<String>,
+    /// With --targets: `any` (client i on node i mod N, pairing as the
+    /// server likes), or each pair given an interest tag of its own and
+    /// put `across` two nodes, on one node (`local`), or `mixed` (every
+    /// other pair across): latency is then also reported per kind. Run the
+    /// nodes with a long --interest-wait (e.g. 600) for the tags to hold.
+    #[arg(long, value_enum, default_value_t = crate::chat::Layout::Any)]
+    pub layout: crate::chat::Layout,
     #[command(flatten)]
     pub net: NetArgs,
 }

@@ -22,6 +22,9 @@ pub const READ_BUF: usize = 256 * 1024;
 pub struct Net {
     pub poll: Poll,
     pub target: Target,
+    /// A target per connection (`chat --targets`: clients spread over the
+    /// nodes of a cluster); empty: every connection goes to `target`.
+    pub plan: Vec<Target>,
     pub buf: Vec<u8>,
     pub conns: Conns,
     pub decoders: Vec<Decoder>,
@@ -61,6 +64,7 @@ impl Net {
         Ok(Net {
             poll: Poll::new()?,
             target,
+            plan: Vec::new(),
             buf: vec![0; READ_BUF],
             conns: Conns {
                 list,
@@ -103,9 +107,16 @@ impl Net {
         }
     }
 
+    /// Connection `idx`'s target.
+    pub fn target_of(&self, idx: usize) -> &Target {
+        self.plan.get(idx).unwrap_or(&self.target)
+    }
+
     pub fn start_connect(&mut self, idx: usize) -> io::Result<()> {
-        let tcp = connect_nonblocking(self.target.addr, idx, self.sources, self.rx_timestamps)?;
-        let mut stream = Stream::new(tcp, self.target.tls)?;
+        let target = self.target_of(idx);
+        let tls = target.tls;
+        let tcp = connect_nonblocking(target.addr, idx, self.sources, self.rx_timestamps)?;
+        let mut stream = Stream::new(tcp, tls)?;
         self.poll.registry().register(
             &mut stream,
             Token(idx),
@@ -205,7 +216,7 @@ impl Net {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
             Err(e) => return Err(Fail::Connect(e)),
         }
-        let target = &self.target;
+        let target = self.plan.get(idx).unwrap_or(&self.target);
         let c = &mut self.conns.list[idx];
         c.phase = Phase::Handshake;
         let req = match &self.park_tags {

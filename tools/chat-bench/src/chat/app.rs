@@ -10,6 +10,7 @@ use std::io::Write;
 use chat::ws::{Message, OpCode};
 use serde::Deserialize;
 
+use super::layout::{is_across, Layout};
 use crate::clock::{wall_ns, NS};
 use crate::conn::{Conns, Handler};
 use crate::rng::Rng;
@@ -91,6 +92,14 @@ pub struct ChatApp {
     /// Send → the bytes' arrival in the receiving socket (kernel timestamp):
     /// the relay itself, without this tool's own scheduling delay.
     pub socket_latency: Latency,
+    /// With a cluster `--layout`: the two figures again, split by the kind
+    /// of pair the receiver is in ([0] on one node, [1] across nodes).
+    pub layout: Layout,
+    pub latency_by_kind: [Latency; 2],
+    pub socket_latency_by_kind: [Latency; 2],
+    /// With a layout: clients whose partner was not the one planned (a
+    /// client that waited out its interest wait took someone else).
+    pub unplanned: u64,
     /// Wall clock at the start of the measured window.
     pub window_wall: u64,
     /// Counted messages without a kernel receive timestamp.
@@ -128,6 +137,10 @@ impl ChatApp {
             counted: 0,
             latency: Latency::new(),
             socket_latency: Latency::new(),
+            layout: Layout::Any,
+            latency_by_kind: [Latency::new(), Latency::new()],
+            socket_latency_by_kind: [Latency::new(), Latency::new()],
+            unplanned: 0,
             window_wall: u64::MAX,
             stamps_missing: 0,
             stamps_inconsistent: 0,
@@ -183,6 +196,9 @@ impl ChatApp {
                     self.v.misrouted += 1;
                 }
                 self.clients[idx].partner = Some(from);
+                if self.layout != Layout::Any && from != (self.tag, (idx ^ 1) as u32) {
+                    self.unplanned += 1;
+                }
                 if from.0 == self.tag {
                     if let Some(theirs) = self.clients.get(from.1 as usize).and_then(|p| p.partner)
                     {
@@ -224,7 +240,7 @@ impl ChatApp {
                 }
                 if now >= self.window.0 && now < self.window.1 {
                     self.counted += 1;
-                    self.record_latency(ts, conns.rx_stamp);
+                    self.record_latency(idx, ts, conns.rx_stamp);
                 }
                 if self.period.is_none() && self.sending {
                     self.send_relay(conns, idx);
@@ -237,19 +253,22 @@ impl ChatApp {
     /// Relay latency of a message stamped `sent` (wall clock): to its arrival
     /// in the receiving socket (`rx_stamp`, the kernel's receive time) and to
     /// this handler. Messages sent before the window (`window_wall`) are
-    /// not counted.
-    pub fn record_latency(&mut self, sent: u64, rx_stamp: u64) {
+    /// not counted. `idx` is the receiver (its pair's kind, with a layout).
+    pub fn record_latency(&mut self, idx: usize, sent: u64, rx_stamp: u64) {
         if sent < self.window_wall {
             return;
         }
+        let kind = usize::from(is_across(self.layout, idx));
         let handled = wall_ns();
         self.latency.record(handled.saturating_sub(sent));
+        self.latency_by_kind[kind].record(handled.saturating_sub(sent));
         if rx_stamp == 0 {
             self.stamps_missing += 1;
         } else if rx_stamp < sent || rx_stamp > handled {
             self.stamps_inconsistent += 1;
         } else {
             self.socket_latency.record(rx_stamp - sent);
+            self.socket_latency_by_kind[kind].record(rx_stamp - sent);
         }
     }
 

@@ -13,12 +13,25 @@ use crate::stats::{steal_report, CpuTimes};
 use crate::target::{check_fds, parse_url};
 
 mod app;
+mod layout;
 mod placed;
 
 use app::ChatApp;
+pub use layout::Layout;
 
 pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     let target = parse_url(&a.url)?;
+    let targets = a
+        .targets
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.layout != Layout::Any && targets.is_empty() {
+        return Err("--layout needs --targets".into());
+    }
+    if a.cross_loops.is_some() && !targets.is_empty() {
+        return Err("--cross-loops places pairs on one server's loops; not with --targets".into());
+    }
     if a.cross_loops.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
         return Err("--cross-loops is a share of the pairs, from 0 to 1".into());
     }
@@ -38,6 +51,9 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         return Err("--rate must be positive (or use --ping-pong)".into());
     }
     let mut net = Net::new(target, room, &a.net, 1 << 16).map_err(|e| e.to_string())?;
+    if !targets.is_empty() {
+        net.plan = layout::plan(a.layout, &targets, a.clients, std::process::id());
+    }
     net.rx_timestamps = true;
     if !a.ping_pong {
         net.timer = Some(PreciseTimer::new(net.poll.registry()).map_err(|e| e.to_string())?);
@@ -50,6 +66,7 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         (!a.ping_pong).then(|| (NS as f64 / a.rate) as u64),
         start,
     );
+    app.layout = a.layout;
     let want = a.clients - a.clients % 2;
     let mut pair_deadline = start + secs_to_ns(a.net.connect_timeout);
     let plan = match a.cross_loops {
@@ -101,9 +118,13 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     } else {
         0.0
     };
+    let shown = if a.targets.is_empty() {
+        a.url.clone()
+    } else {
+        format!("{} ({:?})", a.targets.join(","), a.layout).to_lowercase()
+    };
     println!(
-        "chat {}: {open}/{} clients open, {pairs:.0} pairs in {pair_secs:.2} s ({pairs_per_sec:.0} pairs/s, connect + handshake + pairing){}",
-        a.url,
+        "chat {shown}: {open}/{} clients open, {pairs:.0} pairs in {pair_secs:.2} s ({pairs_per_sec:.0} pairs/s, connect + handshake + pairing){}",
         a.clients,
         if all_known { "" } else { "; NOT all paired" }
     );
@@ -135,6 +156,20 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         "relay latency, send → receiving client handler: {}",
         app.latency.line()
     );
+    let by_kind = a.layout != Layout::Any;
+    if by_kind {
+        println!(
+            "clients paired with someone else than planned: {}",
+            app.unplanned
+        );
+        for (kind, name) in [(1, "across nodes"), (0, "on one node")] {
+            println!(
+                "  pairs {name}: socket {}; handler {}",
+                app.socket_latency_by_kind[kind].line(),
+                app.latency_by_kind[kind].line()
+            );
+        }
+    }
     println!("host steal during the window: {steal_line}");
     if app.stamps_missing + app.stamps_inconsistent > 0 {
         println!(
@@ -163,6 +198,8 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
     Ok(json!({
         "mode": "chat",
         "url": a.url,
+        "targets": a.targets,
+        "layout": format!("{:?}", a.layout).to_lowercase(),
         "clients": a.clients,
         "open": open,
         "ping_pong": a.ping_pong,
@@ -180,6 +217,15 @@ pub fn run(a: ChatArgs) -> Result<serde_json::Value, String> {
         "msgs_per_sec": rate.round(),
         "latency_us": app.latency.json(),
         "socket_latency_us": app.socket_latency.json(),
+        "across": by_kind.then(|| json!({
+            "latency_us": app.latency_by_kind[1].json(),
+            "socket_latency_us": app.socket_latency_by_kind[1].json(),
+        })),
+        "unplanned": app.unplanned,
+        "local": by_kind.then(|| json!({
+            "latency_us": app.latency_by_kind[0].json(),
+            "socket_latency_us": app.socket_latency_by_kind[0].json(),
+        })),
         "steal_pct": steal_json,
         "rx_stamps_missing": app.stamps_missing,
         "rx_stamps_inconsistent": app.stamps_inconsistent,
