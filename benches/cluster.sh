@@ -9,7 +9,8 @@
 # Rows:
 #   latency   10,000 clients at 1 msg/s, `--layout mixed`: every other pair
 #             across the two nodes, the rest on one node, in the same run;
-#             relay latency p50/p99 (kernel receive stamp) of each kind.
+#             relay latency p50/p99 (kernel receive stamp) of each kind,
+#             and Redis CPU per 1,000 cross-node messages at this light load.
 #   pingpong  PAIRS pairs ping-ponging (one message in flight per pair), all
 #             across nodes, then all on one node: relayed msgs/s over a
 #             WINDOW-second steady window (chat_messages_relayed_total summed
@@ -20,7 +21,7 @@
 #             handshake + pairing), against one node without Redis.
 #
 # Environment (optional): RUNS=3 WINDOW=10 PAIRS=1000 CLIENTS=10000
-#   PORT=19700 ROWS="latency pingpong pairing"
+#   PORT=19700 ROWS="latency pingpong pairing" CONNECT_TIMEOUT=30
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,9 @@ PAIRS="${PAIRS:-1000}"
 CLIENTS="${CLIENTS:-10000}"
 PORT="${PORT:-19700}"
 ROWS="${ROWS-latency pingpong pairing}"
+# chat-bench's bound on connecting and pairing everyone (it waits that long
+# if a client never hears its partner's hello).
+CONNECT_TIMEOUT="${CONNECT_TIMEOUT:-30}"
 tck=$(getconf CLK_TCK)
 log() { echo "[cluster] $*" >&2; }
 
@@ -116,17 +120,32 @@ sees() { test "$(metric "$1" chat_cluster_nodes)" = "$2"; }  # node PORT sees N 
 flowing() { test "$(sum_metric chat_messages_relayed_total)" -gt "$1"; }
 json() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 
-# latency -> "across_p50 across_p99 local_p50 local_p99 unplanned" (µs)
+# latency -> "across_p50 across_p99 local_p50 local_p99 unplanned
+#             redis_cpu_ms_per_1000_cross" (µs; Redis CPU over the middle
+#             of chat-bench's window, messages mostly one per PUBLISH)
 latency() {
     trap cleanup EXIT # a subshell of $(...): its own trap
     up 2 || return 1
-    local out
-    out=$( (ulimit -n 40000 2>/dev/null
-            exec timeout 300 "$bench" chat --targets "$(targets)" --layout mixed \
-                --clients "$CLIENTS" --rate 1 --duration "$WINDOW" --sources 100 \
-                --connect-timeout 120) 2>&1)
+    local out="$logs/latency.json" load
+    (ulimit -n 40000 2>/dev/null
+     exec timeout 300 "$bench" chat --targets "$(targets)" --layout mixed \
+        --clients "$CLIENTS" --rate 1 --duration "$WINDOW" --sources 100 \
+        --connect-timeout "$CONNECT_TIMEOUT") >"$out" 2>&1 &
+    load=$!
+    # chat-bench's window starts once everyone is paired and talking.
+    wait_for 1800 flowing "$((CLIENTS / 2))"
+    sleep 1
+    local x0 r0 x1 r1
+    x0=$(sum_metric chat_cluster_messages_out_total); r0=$(cpu_ticks "$redis_pid")
+    sleep "$((WINDOW > 4 ? WINDOW - 3 : 1))"
+    x1=$(sum_metric chat_cluster_messages_out_total); r1=$(cpu_ticks "$redis_pid")
+    wait "$load"
     cleanup
-    echo "$out" | json '"%s %s %s %s %s" % (d["across"]["socket_latency_us"]["p50"], d["across"]["socket_latency_us"]["p99"], d["local"]["socket_latency_us"]["p50"], d["local"]["socket_latency_us"]["p99"], d["unplanned"])'
+    local redis_ms
+    redis_ms=$(awk -v x="$((x1 - x0))" -v r="$((r1 - r0))" -v tck="$tck" \
+        'BEGIN { printf "%.2f", (x > 0 ? (r / tck * 1000) / (x / 1000) : 0) }')
+    json '"%s %s %s %s %s" % (d["across"]["socket_latency_us"]["p50"], d["across"]["socket_latency_us"]["p99"], d["local"]["socket_latency_us"]["p50"], d["local"]["socket_latency_us"]["p99"], d["unplanned"])' <"$out" |
+        sed "s/\$/ $redis_ms/"
 }
 
 # pingpong LAYOUT -> "msgs_per_s redis_cpu_ms_per_1000_cross cross_msgs_per_s"
@@ -165,7 +184,7 @@ pairing() {
     out=$( (ulimit -n 40000 2>/dev/null
             exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
                 --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
-                --connect-timeout 120) 2>&1)
+                --connect-timeout "$CONNECT_TIMEOUT") 2>&1)
     cleanup
     echo "$out" | json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])'
 }
@@ -184,7 +203,7 @@ for row in $ROWS; do
         echo "|---|---|---|"
         echo "| pairs across nodes | $(col 1) | $(col 2) |"
         echo "| pairs on one node (same runs) | $(col 3) | $(col 4) |"
-        echo "(clients paired other than planned: $(col 5))"
+        echo "(clients paired other than planned: $(col 5); Redis CPU per 1,000 cross-node messages at this rate: $(col 6) ms)"
         echo
         ;;
     pingpong)
