@@ -117,6 +117,7 @@ up() {
 targets() { local t=() p; for p in "${node_ports[@]}"; do t+=("ws://127.0.0.1:$p/"); done; (IFS=,; echo "${t[*]}"); }
 sum_metric() { local s=0 p v; for p in "${node_ports[@]}"; do v=$(metric "$p" "$1"); s=$((s + ${v:-0})); done; echo "$s"; }
 sees() { test "$(metric "$1" chat_cluster_nodes)" = "$2"; }  # node PORT sees N nodes
+all_chatting() { curl -s "http://127.0.0.1:${node_ports[0]}/stats" | grep -q "\"chatting\":$CLIENTS[,}]"; }
 flowing() { test "$(sum_metric chat_messages_relayed_total)" -gt "$1"; }
 json() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 
@@ -132,8 +133,8 @@ latency() {
         --clients "$CLIENTS" --rate 1 --duration "$WINDOW" --sources 100 \
         --connect-timeout "$CONNECT_TIMEOUT") >"$out" 2>&1 &
     load=$!
-    # chat-bench's window starts once everyone is paired and talking.
-    wait_for 1800 flowing "$((CLIENTS / 2))"
+    # Measured once everyone is paired (no joins left in Redis's figure).
+    wait_for 1800 all_chatting
     sleep 1
     local x0 r0 x1 r1
     x0=$(sum_metric chat_cluster_messages_out_total); r0=$(cpu_ticks "$redis_pid")
@@ -176,17 +177,23 @@ pingpong() {
     }'
 }
 
-# pairing NODES -> "pairs_per_s all_paired"
+# pairing NODES -> "pairs_per_s all_paired redis_cpu_us_per_pair" (Redis
+#                  CPU over the whole chat-bench run, 1 s of talk included)
 pairing() {
     trap cleanup EXIT # a subshell of $(...): its own trap
     up "$1" || return 1
-    local out
+    local out r0=0 r1=0
+    [ -n "$redis_pid" ] && r0=$(cpu_ticks "$redis_pid")
     out=$( (ulimit -n 40000 2>/dev/null
             exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
                 --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
                 --connect-timeout "$CONNECT_TIMEOUT") 2>&1)
+    [ -n "$redis_pid" ] && r1=$(cpu_ticks "$redis_pid")
     cleanup
-    echo "$out" | json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])'
+    local per_pair
+    per_pair=$(awk -v r="$((r1 - r0))" -v tck="$tck" -v n="$((CLIENTS / 2))" \
+        'BEGIN { printf "%.1f", r / tck * 1e6 / n }')
+    echo "$out" | json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])' | sed "s/\$/ $per_pair/"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%s (%s-%s)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
@@ -219,15 +226,15 @@ for row in $ROWS; do
         echo
         ;;
     pairing)
-        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) |"
-        echo "|---|---|"
+        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) | Redis CPU µs per pair (whole run) |"
+        echo "|---|---|---|"
         for nodes in 2 0; do
             results=()
             for i in $(seq "$RUNS"); do
                 r=$(pairing "$nodes"); log "pairing nodes=$nodes run $i: $r"; results+=("$r")
             done
             name=$([ "$nodes" = 0 ] && echo "one node, no Redis" || echo "2 nodes + Redis")
-            echo "| $name | $(col 1) |"
+            echo "| $name | $(col 1) | $(col 3) |"
         done
         echo
         ;;
