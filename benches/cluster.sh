@@ -178,22 +178,26 @@ pingpong() {
 }
 
 # pairing NODES -> "pairs_per_s all_paired redis_cpu_us_per_pair" (Redis
-#                  CPU over the whole chat-bench run, 1 s of talk included)
+#                  CPU from before the first connect until /stats counts
+#                  every client chatting: joins, offers, accepts, hellos)
 pairing() {
     trap cleanup EXIT # a subshell of $(...): its own trap
     up "$1" || return 1
-    local out r0=0 r1=0
+    local out="$logs/pairing.json" r0=0 r1=0 load
     [ -n "$redis_pid" ] && r0=$(cpu_ticks "$redis_pid")
-    out=$( (ulimit -n 40000 2>/dev/null
-            exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
-                --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
-                --connect-timeout "$CONNECT_TIMEOUT") 2>&1)
+    (ulimit -n 40000 2>/dev/null
+     exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
+        --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
+        --connect-timeout "$CONNECT_TIMEOUT") >"$out" 2>&1 &
+    load=$!
+    wait_for 1800 all_chatting
     [ -n "$redis_pid" ] && r1=$(cpu_ticks "$redis_pid")
+    wait "$load"
     cleanup
     local per_pair
     per_pair=$(awk -v r="$((r1 - r0))" -v tck="$tck" -v n="$((CLIENTS / 2))" \
         'BEGIN { printf "%.1f", r / tck * 1e6 / n }')
-    echo "$out" | json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])' | sed "s/\$/ $per_pair/"
+    json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])' <"$out" | sed "s/\$/ $per_pair/"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%s (%s-%s)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
