@@ -230,7 +230,7 @@ for row in $ROWS; do
         echo
         ;;
     pairing)
-        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) | Redis CPU µs per pair (whole run) |"
+        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) | Redis CPU µs per pair |"
         echo "|---|---|---|"
         for nodes in 2 0; do
             results=()
