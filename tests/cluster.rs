@@ -13,6 +13,7 @@
 mod common;
 use common::cluster::*;
 use common::probe::{self, metric};
+use common::redis::*;
 use common::*;
 use std::collections::HashMap;
 use std::process::Command;
