@@ -9,7 +9,8 @@
 # Rows:
 #   latency   10,000 clients at 1 msg/s, `--layout mixed`: every other pair
 #             across the two nodes, the rest on one node, in the same run;
-#             relay latency p50/p99 (kernel receive stamp) of each kind.
+#             relay latency p50/p99 (kernel receive stamp) of each kind,
+#             and Redis CPU per 1,000 cross-node messages at this light load.
 #   pingpong  PAIRS pairs ping-ponging (one message in flight per pair), all
 #             across nodes, then all on one node: relayed msgs/s over a
 #             WINDOW-second steady window (chat_messages_relayed_total summed
@@ -20,7 +21,7 @@
 #             handshake + pairing), against one node without Redis.
 #
 # Environment (optional): RUNS=3 WINDOW=10 PAIRS=1000 CLIENTS=10000
-#   PORT=19700 ROWS="latency pingpong pairing"
+#   PORT=19700 ROWS="latency pingpong pairing" CONNECT_TIMEOUT=30
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -33,6 +34,9 @@ PAIRS="${PAIRS:-1000}"
 CLIENTS="${CLIENTS:-10000}"
 PORT="${PORT:-19700}"
 ROWS="${ROWS-latency pingpong pairing}"
+# chat-bench's bound on connecting and pairing everyone (it waits that long
+# if a client never hears its partner's hello).
+CONNECT_TIMEOUT="${CONNECT_TIMEOUT:-30}"
 tck=$(getconf CLK_TCK)
 log() { echo "[cluster] $*" >&2; }
 
@@ -113,20 +117,36 @@ up() {
 targets() { local t=() p; for p in "${node_ports[@]}"; do t+=("ws://127.0.0.1:$p/"); done; (IFS=,; echo "${t[*]}"); }
 sum_metric() { local s=0 p v; for p in "${node_ports[@]}"; do v=$(metric "$p" "$1"); s=$((s + ${v:-0})); done; echo "$s"; }
 sees() { test "$(metric "$1" chat_cluster_nodes)" = "$2"; }  # node PORT sees N nodes
+all_chatting() { curl -s "http://127.0.0.1:${node_ports[0]}/stats" | grep -q "\"chatting\":$CLIENTS[,}]"; }
 flowing() { test "$(sum_metric chat_messages_relayed_total)" -gt "$1"; }
 json() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(eval(sys.argv[1], {}, {"d": d}))' "$1"; }
 
-# latency -> "across_p50 across_p99 local_p50 local_p99 unplanned" (µs)
+# latency -> "across_p50 across_p99 local_p50 local_p99 unplanned
+#             redis_cpu_ms_per_1000_cross" (µs; Redis CPU over the middle
+#             of chat-bench's window, messages mostly one per PUBLISH)
 latency() {
     trap cleanup EXIT # a subshell of $(...): its own trap
     up 2 || return 1
-    local out
-    out=$( (ulimit -n 40000 2>/dev/null
-            exec timeout 300 "$bench" chat --targets "$(targets)" --layout mixed \
-                --clients "$CLIENTS" --rate 1 --duration "$WINDOW" --sources 100 \
-                --connect-timeout 120) 2>&1)
+    local out="$logs/latency.json" load
+    (ulimit -n 40000 2>/dev/null
+     exec timeout 300 "$bench" chat --targets "$(targets)" --layout mixed \
+        --clients "$CLIENTS" --rate 1 --duration "$WINDOW" --sources 100 \
+        --connect-timeout "$CONNECT_TIMEOUT") >"$out" 2>&1 &
+    load=$!
+    # Measured once everyone is paired (no joins left in Redis's figure).
+    wait_for 1800 all_chatting
+    sleep 1
+    local x0 r0 x1 r1
+    x0=$(sum_metric chat_cluster_messages_out_total); r0=$(cpu_ticks "$redis_pid")
+    sleep "$((WINDOW > 4 ? WINDOW - 3 : 1))"
+    x1=$(sum_metric chat_cluster_messages_out_total); r1=$(cpu_ticks "$redis_pid")
+    wait "$load"
     cleanup
-    echo "$out" | json '"%s %s %s %s %s" % (d["across"]["socket_latency_us"]["p50"], d["across"]["socket_latency_us"]["p99"], d["local"]["socket_latency_us"]["p50"], d["local"]["socket_latency_us"]["p99"], d["unplanned"])'
+    local redis_ms
+    redis_ms=$(awk -v x="$((x1 - x0))" -v r="$((r1 - r0))" -v tck="$tck" \
+        'BEGIN { printf "%.2f", (x > 0 ? (r / tck * 1000) / (x / 1000) : 0) }')
+    json '"%s %s %s %s %s" % (d["across"]["socket_latency_us"]["p50"], d["across"]["socket_latency_us"]["p99"], d["local"]["socket_latency_us"]["p50"], d["local"]["socket_latency_us"]["p99"], d["unplanned"])' <"$out" |
+        sed "s/\$/ $redis_ms/"
 }
 
 # pingpong LAYOUT -> "msgs_per_s redis_cpu_ms_per_1000_cross cross_msgs_per_s"
@@ -157,17 +177,27 @@ pingpong() {
     }'
 }
 
-# pairing NODES -> "pairs_per_s all_paired"
+# pairing NODES -> "pairs_per_s all_paired redis_cpu_us_per_pair" (Redis
+#                  CPU from before the first connect until /stats counts
+#                  every client chatting: joins, offers, accepts, hellos)
 pairing() {
     trap cleanup EXIT # a subshell of $(...): its own trap
     up "$1" || return 1
-    local out
-    out=$( (ulimit -n 40000 2>/dev/null
-            exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
-                --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
-                --connect-timeout 120) 2>&1)
+    local out="$logs/pairing.json" r0=0 r1=0 load
+    [ -n "$redis_pid" ] && r0=$(cpu_ticks "$redis_pid")
+    (ulimit -n 40000 2>/dev/null
+     exec timeout 300 "$bench" chat --targets "$(targets)" --layout any \
+        --clients "$CLIENTS" --rate 1 --duration 1 --sources 100 \
+        --connect-timeout "$CONNECT_TIMEOUT") >"$out" 2>&1 &
+    load=$!
+    wait_for 1800 all_chatting
+    [ -n "$redis_pid" ] && r1=$(cpu_ticks "$redis_pid")
+    wait "$load"
     cleanup
-    echo "$out" | json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])'
+    local per_pair
+    per_pair=$(awk -v r="$((r1 - r0))" -v tck="$tck" -v n="$((CLIENTS / 2))" \
+        'BEGIN { printf "%.1f", r / tck * 1e6 / n }')
+    json '"%s %s" % (d["pairs_per_sec"], d["all_paired"])' <"$out" | sed "s/\$/ $per_pair/"
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR) printf "%s (%s-%s)", a[int((NR + 1) / 2)], a[1], a[NR] }'; }
@@ -184,7 +214,7 @@ for row in $ROWS; do
         echo "|---|---|---|"
         echo "| pairs across nodes | $(col 1) | $(col 2) |"
         echo "| pairs on one node (same runs) | $(col 3) | $(col 4) |"
-        echo "(clients paired other than planned: $(col 5))"
+        echo "(clients paired other than planned: $(col 5); Redis CPU per 1,000 cross-node messages at this rate: $(col 6) ms)"
         echo
         ;;
     pingpong)
@@ -200,15 +230,15 @@ for row in $ROWS; do
         echo
         ;;
     pairing)
-        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) |"
-        echo "|---|---|"
+        echo "| $CLIENTS clients at once | pairs/s (connect + handshake + pairing) | Redis CPU µs per pair |"
+        echo "|---|---|---|"
         for nodes in 2 0; do
             results=()
             for i in $(seq "$RUNS"); do
                 r=$(pairing "$nodes"); log "pairing nodes=$nodes run $i: $r"; results+=("$r")
             done
             name=$([ "$nodes" = 0 ] && echo "one node, no Redis" || echo "2 nodes + Redis")
-            echo "| $name | $(col 1) |"
+            echo "| $name | $(col 1) | $(col 3) |"
         done
         echo
         ;;

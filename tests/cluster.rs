@@ -13,6 +13,7 @@
 mod common;
 use common::cluster::*;
 use common::probe::{self, metric};
+use common::redis::*;
 use common::*;
 use std::collections::HashMap;
 use std::process::Command;
@@ -428,7 +429,14 @@ fn a_first_line_arriving_with_the_accept_is_delivered_after_paired() {
         );
         drop(stopped);
         x.expect_paired();
-        x.expect_message("first");
+        let line = x.ws.try_recv(WAIT);
+        let line = line.map(|f| f.json());
+        assert_eq!(
+            line,
+            Some(serde_json::json!({"type": "message", "text": "first"})),
+            "round {round}: the stranger's first line, which reached node A with the accept, \
+             was not delivered after paired"
+        );
         caught += 1;
         if caught == 3 {
             break;

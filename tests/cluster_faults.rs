@@ -12,7 +12,9 @@
 
 mod common;
 use common::cluster::*;
+use common::netns::*;
 use common::probe::metric;
+use common::redis::*;
 use common::*;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod netns;
 pub mod probe;
+pub mod redis;
 pub mod streams;
 pub mod tls;
 

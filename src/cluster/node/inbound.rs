@@ -176,6 +176,11 @@ impl ClusterThread {
         };
         let threads = self.setup.threads;
         if let Message::Records(records) = message {
+            // What the matchmaker decided so far (a `paired` from the accept
+            // that came just before these records, in the same read) goes to
+            // the loops first: a record must never overtake the decision that
+            // makes it current, or its loop drops it as stale.
+            self.route_decided();
             let mut at = 0;
             let mut n = 0;
             let mut lefts = Vec::new();
