@@ -30,7 +30,9 @@ pub mod bans;
 pub mod blocks;
 pub mod evidence;
 pub mod limits;
+mod metrics;
 pub mod reports;
+mod shared;
 pub mod time;
 pub mod words;
 
@@ -39,7 +41,7 @@ use bans::{Ban, Bans, By};
 use blocks::Blocks;
 use limits::Limits;
 use reports::{Report, Reports};
-use std::fmt::Write as _;
+pub use shared::SharedBan;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,26 +128,6 @@ struct Shared {
     /// `--redis`: bans made here, for the cluster thread to publish to the
     /// other nodes (None: not in a cluster). Bound: [`MAX_SHARED_BANS`].
     shared_bans: Mutex<Option<Vec<SharedBan>>>,
-}
-
-/// Bans waiting for the cluster thread at most (it takes them every turn;
-/// more are dropped and stay on this node only).
-const MAX_SHARED_BANS: usize = 1000;
-
-/// A ban as nodes of a cluster hand it to each other.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SharedBan {
-    /// As given (an address or range).
-    pub address: String,
-    /// How long from now.
-    pub minutes: u64,
-    /// Why.
-    pub reason: String,
-    /// Who made it.
-    pub by: By,
-    /// The ban on `address` was lifted (`minutes` and `reason` unused).
-    #[serde(default)]
-    pub lifted: bool,
 }
 
 /// The shared safety state (see the module documentation).
@@ -424,58 +406,6 @@ impl SafetyHandle {
         ban
     }
 
-    /// `--redis`: bans made here from now on are kept for
-    /// [`SafetyHandle::take_shared_bans`].
-    pub fn share_bans(&self) {
-        if let Ok(mut s) = self.shared.shared_bans.lock() {
-            s.get_or_insert_with(Vec::new);
-        }
-    }
-
-    /// Bans made here since the last call (for the other nodes).
-    pub fn take_shared_bans(&self) -> Vec<SharedBan> {
-        match self.shared.shared_bans.lock() {
-            Ok(mut s) => s.as_mut().map(std::mem::take).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    fn share(&self, ban: SharedBan) {
-        if let Ok(mut s) = self.shared.shared_bans.lock() {
-            if let Some(list) = s.as_mut().filter(|l| l.len() < MAX_SHARED_BANS) {
-                list.push(ban);
-            }
-        }
-    }
-
-    /// A ban another node made: in force here too (not shared again).
-    pub fn apply_shared_ban(&self, ban: &SharedBan, now_ms: u64) {
-        if ban.lifted {
-            if self
-                .state()
-                .bans
-                .remove_address(&ban.address, now_ms / 1000)
-            {
-                log::info!("ban on {} lifted on another node", ban.address);
-            }
-            return;
-        }
-        let made = self.state().bans.add(
-            &ban.address,
-            ban.minutes,
-            &ban.reason,
-            ban.by,
-            now_ms / 1000,
-        );
-        match made {
-            Ok(b) => {
-                log::info!("ban #{} on {} from another node", b.id, b.address);
-                self.ban_made(ban.by);
-            }
-            Err(e) => log::warn!("a ban from another node was refused: {e}"),
-        }
-    }
-
     /// The admin door: a manual ban.
     pub fn admin_ban(
         &self,
@@ -561,86 +491,6 @@ impl SafetyHandle {
         self.shared
             .blocks_in_force
             .store(state.blocks.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Appends the safety metrics in Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String, now_ms: u64) {
-        let (reports, in_force, log_failures, tracked, blocks) = {
-            let s = self.state();
-            (
-                s.reports.total(),
-                s.bans.in_force(now_ms / 1000),
-                s.reports.log_failures,
-                s.limits.tracked(),
-                s.blocks.len(),
-            )
-        };
-        let c = &self.shared.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 9] = [
-            ("chat_reports_total", "Reports filed.", "counter", reports),
-            (
-                "chat_blocks_total",
-                "Blocks made (a report blocks too).",
-                "counter",
-                get(&c.blocks),
-            ),
-            (
-                "chat_blocked_pairs",
-                "Address pairs kept apart now.",
-                "gauge",
-                blocks as u64,
-            ),
-            (
-                "chat_bans_in_force",
-                "Bans in force.",
-                "gauge",
-                in_force as u64,
-            ),
-            (
-                "chat_banned_sessions_total",
-                "Chat sessions refused or closed for a ban.",
-                "counter",
-                get(&c.banned_sessions),
-            ),
-            (
-                "chat_limited_total",
-                "Requests answered 429 by a per-address limit.",
-                "counter",
-                get(&c.limited),
-            ),
-            (
-                "chat_blocked_words_total",
-                "Messages not delivered for the word list.",
-                "counter",
-                get(&c.blocked_words),
-            ),
-            (
-                "chat_report_log_failures_total",
-                "Reports that could not be appended to --report-log.",
-                "counter",
-                log_failures,
-            ),
-            (
-                "chat_limit_addresses",
-                "Addresses tracked by the per-address limits.",
-                "gauge",
-                tracked as u64,
-            ),
-        ];
-        for (name, help, kind, value) in rows {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP chat_bans_total Bans made, by who made them.\n# TYPE chat_bans_total counter\n\
-             chat_bans_total{{by=\"auto\"}} {}\nchat_bans_total{{by=\"admin\"}} {}\n",
-            get(&c.bans_auto),
-            get(&c.bans_admin)
-        );
     }
 }
 
