@@ -17,6 +17,14 @@
 #   ROWS="echo same half cross"
 #   PAIRS=1000     ping-pong pairs in the relay rows
 #   PORT=19500
+#   LOAD_NICE=-10  the load tool's nice value in the throughput rows (0: the
+#                  same priority as the server). The load tool needs one of
+#                  the two cores; at equal priority a second server loop
+#                  preempts it whenever a message wakes that loop, and both
+#                  sides then context-switch some 40x as often (measured,
+#                  BENCHMARKS.md "Giving the load tool its core"). Clients
+#                  on other machines, as in a deployment, cost the server
+#                  no such thing. Needs root for a negative value.
 #   IDLE=1 IDLE_CONNS="15000 10000"   the idle rows: RSS per idle WebSocket
 #                  (chat-bench idle) and how SO_REUSEPORT spread them
 # Rows:
@@ -46,6 +54,7 @@ THREADS="${THREADS:-1 2}"
 ROWS="${ROWS-echo same half cross}"
 PAIRS="${PAIRS:-1000}"
 PORT="${PORT:-19500}"
+LOAD_NICE="${LOAD_NICE:--10}"
 tck=$(getconf CLK_TCK)
 log() { echo "[threads] $*" >&2; }
 
@@ -76,7 +85,7 @@ run() {
     case $row in
         echo)
             counter=chat_echo_messages_total
-            timeout $((dur + 30)) "$bench" echo --url "ws://127.0.0.1:$port/echo" \
+            nice -n "$LOAD_NICE" timeout $((dur + 30)) "$bench" echo --url "ws://127.0.0.1:$port/echo" \
                 --connections 100 --size 32 --in-flight 16 --duration "$dur" \
                 >/dev/null 2>&1 &
             ;;
@@ -85,7 +94,7 @@ run() {
             case $row in same) share=0 ;; half) share=0.5 ;; cross) share=1 ;; esac
             counter=chat_messages_relayed_total
             (ulimit -n 20000 2>/dev/null
-             exec timeout $((dur + 150)) "$bench" chat --url "ws://127.0.0.1:$port/" \
+             exec nice -n "$LOAD_NICE" timeout $((dur + 150)) "$bench" chat --url "ws://127.0.0.1:$port/" \
                 --clients $((PAIRS * 2)) --ping-pong --duration "$dur" \
                 --cross-loops "$share" --connect-timeout 120) >/dev/null 2>&1 &
             ;;
