@@ -399,16 +399,25 @@ fn a_block_across_nodes_keeps_the_two_addresses_apart() {
 /// its client is queued; if its join went out, the stranger on node B is
 /// paired meanwhile and speaks at once; B publishes the line; then A runs
 /// again and reads the accept and the line together.
+///
+/// A is held stopped for longer than a Redis call may take
+/// (`STALL`, over the node's 1 s `TIMEOUT_MS`): the script's reply waits in
+/// its socket all that time, and a node that judged the deadline before
+/// reading would declare Redis lost, drop that reply and leave the stranger
+/// paired with a client that never hears of it (CI saw this once).
 #[test]
 fn a_first_line_arriving_with_the_accept_is_delivered_after_paired() {
+    const STALL: Duration = Duration::from_millis(1500);
     let redis = Redis::start();
     let nodes = start_nodes(&redis, &cluster_name("first"), 2, &[]);
     let _logs = LogsOnFailure::of(&nodes);
     let (a, b) = (&nodes[0], &nodes[1]);
+    let reconnects = metric(a.addr, "chat_redis_reconnects_total");
     let mut caught = 0;
     for round in 0..10 {
         let mut y = Client::queued(b.addr, "/", 2 * round + 1, 1);
         let mut x = Client::queued(a.addr, "/", 2 * round, 0);
+        let stopped_at = Instant::now();
         let stopped = Stopped::new(a.pid());
         // A's join may not have left before the stop: then nothing is
         // paired until A runs again, and this round proves nothing.
@@ -427,6 +436,8 @@ fn a_first_line_arriving_with_the_accept_is_delivered_after_paired() {
                 > before),
             "B never published the line"
         );
+        // The stall itself is the scenario (not a wait for a condition).
+        std::thread::sleep(STALL.saturating_sub(stopped_at.elapsed()));
         drop(stopped);
         x.expect_paired();
         let line = x.ws.try_recv(WAIT);
@@ -446,5 +457,10 @@ fn a_first_line_arriving_with_the_accept_is_delivered_after_paired() {
     assert!(
         caught > 0,
         "no round stopped node A between its join and the accept"
+    );
+    assert_eq!(
+        metric(a.addr, "chat_redis_reconnects_total"),
+        reconnects,
+        "node A took a stall of {STALL:?} for Redis lost"
     );
 }

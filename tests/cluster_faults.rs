@@ -370,3 +370,57 @@ fn a_node_cut_off_from_redis_keeps_its_local_chats_and_the_others_end_its_cross_
     talk(&mut a2, &mut b2, 0);
     talk(&mut local.0, &mut local.1, seq);
 }
+
+/// A node that stops running for a while (SIGSTOP here; a starved or
+/// paused machine in production) has not lost Redis: the replies wait in
+/// its socket. Node A is stopped for 1.3 s, over its 1 s call timeout, six
+/// times, while clients come and go on it as fast as they can (so its
+/// cluster thread is often in the middle of a turn, with calls written or
+/// about to be, when it stops). A never reconnects, and the cross-node pair
+/// made before still talks afterwards.
+#[test]
+fn a_node_stalled_past_the_call_timeout_does_not_take_redis_for_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const STALL: Duration = Duration::from_millis(1300);
+    let redis = Redis::start();
+    let nodes = start_nodes(&redis, &cluster_name("stall"), 2, &[]);
+    let _logs = LogsOnFailure::of(&nodes);
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let (mut x, mut y) = pair_up((a.addr, 0, 0), (b.addr, 1, 1));
+    let reconnects = [a, b].map(|n| metric(n.addr, "chat_redis_reconnects_total"));
+    let done = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|k| {
+            let (done, addr) = (done.clone(), a.addr);
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !done.load(Ordering::Relaxed) {
+                    drop(Client::queued(addr, "/", 100 + 2 * n + k, 0));
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(200));
+        let stopped = Stopped::new(a.pid());
+        // The stall itself is the scenario (not a wait for a condition).
+        std::thread::sleep(STALL);
+        drop(stopped);
+    }
+    done.store(true, Ordering::Relaxed);
+    let churned: usize = churn.into_iter().map(|t| t.join().unwrap()).sum();
+    eprintln!("{churned} clients came and went on node A around six stalls of {STALL:?}");
+    assert!(churned > 0);
+    assert_eq!(
+        [a, b].map(|n| metric(n.addr, "chat_redis_reconnects_total")),
+        reconnects,
+        "a node took a stall for Redis lost"
+    );
+    x.say("still here");
+    y.expect_message("still here");
+    y.say("me too");
+    x.expect_message("me too");
+}

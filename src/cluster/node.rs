@@ -20,6 +20,8 @@
 //! * Every command has [`TIMEOUT_MS`] from send to reply, and connecting
 //!   (to the subscription confirmed and the script loaded) the same; a
 //!   timeout, an error reply or a closed socket drops both connections.
+//!   What is waiting in the sockets is read before a deadline is judged,
+//!   and time this thread did not run is not counted (`node/deadlines.rs`).
 //! * Down: reconnect after a backoff of 100 ms doubling to 2 s. Records
 //!   for other nodes are dropped and counted; after `--redis-grace`
 //!   cross-node pairs end with `left` `disconnected`. Up again: the script
@@ -30,6 +32,7 @@
 //! `node/inbound.rs` handles what Redis sends back, `conn.rs` is one
 //! connection, `records.rs` turns the matchmaker's decisions into records.
 
+mod deadlines;
 mod inbound;
 mod lifecycle;
 mod outbound;
@@ -43,7 +46,7 @@ use super::RedisUrl;
 use crate::chat::matchmaker::{Command, Matchmaker};
 use crate::engine::{forwarded, record_len};
 use crate::server::link::Link;
-use log::{info, warn};
+use log::warn;
 use mio::{Events, Poll, Token};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -203,7 +206,8 @@ impl ClusterThread {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(16);
         loop {
-            let timeout = self.timeout();
+            let before = self.now_ms();
+            let timeout = self.timeout(before);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != ErrorKind::Interrupted {
                     warn!("cluster: poll failed: {e}");
@@ -211,14 +215,22 @@ impl ClusterThread {
                 }
             }
             let now = self.now_ms();
+            self.forgive(deadlines::stalled_ms(before, timeout, now));
+            // Read before judging a deadline: the answer may be waiting in
+            // the socket. Declaring Redis lost then would drop the reply to
+            // a join whose stranger's node has already accepted: a pair
+            // only one side knows.
             let io = events.iter().any(|e| e.token() == CMD || e.token() == SUB);
-            if io {
+            if io || self.failure_due(now).is_some() {
                 // Replies first, then what other nodes published: an answer
                 // to our offer comes after our script's reply on the wire,
                 // on the other connection (a reordering is still handled:
-                // the matchmaker keeps early answers).
-                let result = self.on_cmd(now).and_then(|()| self.on_sub(now));
-                if let Err(why) = result {
+                // the matchmaker keeps early answers). The subscription is
+                // read even when the command connection failed: an accept
+                // already there still reaches the matchmaker.
+                let cmd = self.on_cmd(now);
+                let sub = self.on_sub(now);
+                if let Err(why) = cmd.and(sub) {
                     self.down(now, &why);
                 }
             }
@@ -227,30 +239,9 @@ impl ClusterThread {
                 return;
             }
             self.turn(now);
+            let end = self.now_ms();
+            self.forgive(deadlines::stalled_ms(now, Duration::ZERO, end));
         }
-    }
-
-    fn timeout(&self) -> Duration {
-        let now = self.now_ms();
-        let mut at = now + BEAT_MS;
-        match self.phase {
-            Phase::Down { retry_ms } => at = at.min(retry_ms),
-            Phase::Connecting { since_ms, .. } => at = at.min(since_ms + TIMEOUT_MS),
-            Phase::Up { .. } => at = at.min(self.next_beat_ms),
-        }
-        if let Some(&(_, sent)) = self.inflight.front() {
-            at = at.min(sent + TIMEOUT_MS);
-        }
-        if let (Some(since), false) = (self.down_since_ms, self.grace_done) {
-            at = at.min(since + self.setup.grace_ms);
-        }
-        if let Some(d) = self.lock().cluster_deadline() {
-            at = at.min(d);
-        }
-        if self.link.has_backlog() {
-            at = at.min(now + 10);
-        }
-        Duration::from_millis(at.saturating_sub(now))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Matchmaker> {
@@ -307,38 +298,6 @@ impl ClusterThread {
             let lost = self.link.push_records(&self.to_loops);
             ClusterView::add(&self.view.dropped, lost);
             self.to_loops.clear();
-        }
-    }
-
-    fn timers(&mut self, now: u64) {
-        match self.phase {
-            Phase::Down { retry_ms } if now >= retry_ms => self.connect(now),
-            Phase::Connecting { since_ms, .. } if now >= since_ms + TIMEOUT_MS => {
-                self.down(now, "connecting timed out")
-            }
-            Phase::Up { since_ms } => {
-                if now >= since_ms + PROBE_MS && now >= self.probe_seen_ms + PROBE_MS {
-                    self.down(now, "our own probe did not come back (subscriber lost)");
-                } else if now >= self.next_beat_ms {
-                    self.beat(now);
-                }
-            }
-            _ => {}
-        }
-        if self
-            .inflight
-            .front()
-            .is_some_and(|&(_, sent)| now >= sent + TIMEOUT_MS)
-        {
-            self.down(now, "a call timed out");
-        }
-        if let (Some(since), false) = (self.down_since_ms, self.grace_done) {
-            if now >= since + self.setup.grace_ms {
-                self.grace_done = true;
-                info!("cluster: Redis gone for the grace period: cross-node pairs end");
-                let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
-                mm.cluster_grace_over(&mut Out::new(self.setup.threads, &mut self.decided));
-            }
         }
     }
 
