@@ -13,7 +13,7 @@
 mod common;
 use common::cluster::*;
 use common::netns::*;
-use common::probe::metric;
+use common::probe::{self, metric};
 use common::redis::*;
 use common::*;
 use std::time::{Duration, Instant};
@@ -423,4 +423,88 @@ fn a_node_stalled_past_the_call_timeout_does_not_take_redis_for_lost() {
     y.expect_message("still here");
     y.say("me too");
     x.expect_message("me too");
+}
+
+/// A node that loses Redis for a moment and is back long before its key
+/// expires (so no node judges it dead) may have missed a `left`, or had
+/// its own dropped. Node A's Redis connections are killed while A is
+/// stopped and its Redis user is turned off (so it stays out until the
+/// test lets it back); meanwhile A's client x1 closes (A's `left` to y1 on
+/// B is dropped) and B's client y2 clicks next (B's `left` to x2 on A goes
+/// to a channel nobody listens to). When A is back, the two nodes compare
+/// the pairs they hold: y1 and x2, whose strangers are gone, are told
+/// `left` `disconnected`, one pair ended on each node.
+#[test]
+fn pairs_one_side_lost_in_a_brief_outage_end_on_the_other_side_when_the_node_is_back() {
+    let redis = Redis::start();
+    assert_eq!(
+        redis
+            .try_command(&["ACL", "SETUSER", "nodea", "on", ">pw", "~*", "&*", "+@all"])
+            .as_deref(),
+        Some("+OK")
+    );
+    let name = cluster_name("brief");
+    let a = start_node(
+        &redis.url().replace("redis://", "redis://nodea:pw@"),
+        &name,
+        &[],
+    );
+    let b = start_node(&redis.url(), &name, &[]);
+    let _logs = LogsOnFailure(vec![&a, &b]);
+    await_joined(a.addr, 2);
+    await_joined(b.addr, 2);
+    let (x1, mut y1) = pair_up((a.addr, 0, 0), (b.addr, 1, 1));
+    let (mut x2, mut y2) = pair_up((a.addr, 2, 0), (b.addr, 3, 1));
+    let open_on_a = metric(a.addr, "chat_open_connections");
+    let reconnects = metric(a.addr, "chat_redis_reconnects_total");
+    {
+        let _stopped = Stopped::new(a.pid());
+        let acl = |state: &str| redis.try_command(&["ACL", "SETUSER", "nodea", state]);
+        assert_eq!(acl("off").as_deref(), Some("+OK"));
+        assert_eq!(
+            redis
+                .try_command(&["CLIENT", "KILL", "USER", "nodea"])
+                .as_deref(),
+            Some(":2"),
+            "node A's command and subscriber connections"
+        );
+        drop(x1);
+        let before = metric(b.addr, "chat_cluster_messages_out_total");
+        y2.ws.send_json(serde_json::json!({"type": "next"}));
+        y2.expect_waiting();
+        assert!(
+            probe::wait_until(WAIT, || metric(b.addr, "chat_cluster_messages_out_total")
+                > before),
+            "B never published y2's left"
+        );
+    }
+    // A runs again, without Redis: it reads x1's close (and drops the
+    // `left` for y1); then its user is let back in.
+    assert!(
+        probe::wait_until(WAIT, || metric(a.addr, "chat_open_connections") < open_on_a),
+        "node A never read x1's close"
+    );
+    assert_eq!(
+        redis
+            .try_command(&["ACL", "SETUSER", "nodea", "on"])
+            .as_deref(),
+        Some("+OK")
+    );
+    y1.expect_left_within("disconnected", WAIT);
+    x2.expect_left_within("disconnected", WAIT);
+    assert_eq!(
+        metric(a.addr, "chat_redis_reconnects_total"),
+        reconnects + 1
+    );
+    assert_eq!(
+        [&a, &b].map(|n| metric(n.addr, "chat_cluster_pairs_reconciled_total")),
+        [1, 1],
+        "each node ended the one pair only it still held (not a node judged dead)"
+    );
+    // The cluster pairs across the two nodes again.
+    x2.ws.send_json(serde_json::json!({"type": "next"}));
+    x2.expect_waiting();
+    let (mut x2, mut y2) = finish_pair(x2, y2);
+    x2.say("back");
+    y2.expect_message("back");
 }

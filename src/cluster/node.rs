@@ -25,7 +25,9 @@
 //! * Down: reconnect after a backoff of 100 ms doubling to 2 s. Records
 //!   for other nodes are dropped and counted; after `--redis-grace`
 //!   cross-node pairs end with `left` `disconnected`. Up again: the script
-//!   is loaded, the node key set, every queued client re-joined.
+//!   is loaded, the node key set, the cross-node pairs compared with every
+//!   live node's (`chat/matchmaker/cluster/reconcile.rs`), every queued
+//!   client re-joined.
 //! * Other nodes are judged dead (absent from `beat`) only once this node
 //!   has been connected for [`JUDGE_AFTER_MS`].
 //!

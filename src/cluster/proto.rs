@@ -12,10 +12,16 @@
 //! * `P` + probe token: a node's probe of its own subscription.
 //! * `B` + JSON [`BanFrom`], on the cluster-wide channel `{NAME}:bans`: a
 //!   ban made on one node, applied by every other.
+//! * `S` + `?` (a request) or `!` (the answer) + the sender's id (16 hex
+//!   digits) + the pair ids (8 bytes each, big-endian) of every pair the
+//!   sender holds with a client of the receiving node: sent by a node that
+//!   got Redis back, to reconcile the pairs only one side still holds
+//!   (`chat/matchmaker/cluster/reconcile.rs`).
 //!
 //! JSON keeps the control messages readable in `redis-cli MONITOR`; they
 //! are a handful per pairing, never per relayed message.
 
+use crate::chat::video::PairId;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -126,6 +132,15 @@ pub enum Message<'a> {
     Probe(&'a [u8]),
     /// A ban from another node.
     Ban(BanFrom),
+    /// The pairs a node holds with ours (see the module doc).
+    Sync {
+        /// The sending node.
+        from: u64,
+        /// True for the answer to our own request.
+        answer: bool,
+        /// Its pair ids, 8 bytes each (a trailing partial one is ignored).
+        pairs: &'a [u8],
+    },
 }
 
 /// Parses one payload (None: not ours or malformed; ignored).
@@ -140,7 +155,41 @@ pub fn parse(payload: &[u8]) -> Option<Message<'_>> {
         b'G' => Message::Gone(u64::from_str_radix(std::str::from_utf8(rest).ok()?, 16).ok()?),
         b'P' => Message::Probe(rest),
         b'B' => Message::Ban(serde_json::from_slice(rest).ok()?),
+        b'S' => {
+            let (&kind, rest) = rest.split_first()?;
+            let hex = std::str::from_utf8(rest.get(..16)?).ok()?;
+            Message::Sync {
+                from: u64::from_str_radix(hex, 16).ok()?,
+                answer: match kind {
+                    b'?' => false,
+                    b'!' => true,
+                    _ => return None,
+                },
+                pairs: rest.get(16..)?,
+            }
+        }
         _ => return None,
+    })
+}
+
+/// `S`: the pairs `from` holds with the receiving node (see the module doc).
+pub fn sync(answer: bool, from: u64, pairs: &[PairId]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 + 8 * pairs.len());
+    out.push(b'S');
+    out.push(if answer { b'!' } else { b'?' });
+    out.extend_from_slice(node_hex(from).as_bytes());
+    for p in pairs {
+        out.extend_from_slice(&p.0.to_be_bytes());
+    }
+    out
+}
+
+/// The pair ids of a [`Message::Sync`].
+pub fn sync_pairs(pairs: &[u8]) -> impl Iterator<Item = PairId> + '_ {
+    pairs.chunks_exact(8).map(|c| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        PairId(u64::from_be_bytes(b))
     })
 }
 

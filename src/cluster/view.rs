@@ -25,6 +25,9 @@ pub struct ClusterView {
     pub nodes: AtomicU64,
     /// `chat_cluster_pairs_total`: this node's clients paired across nodes.
     pub pairs: AtomicU64,
+    /// `chat_cluster_pairs_reconciled_total`: cross-node pairs ended here
+    /// because the other node no longer held them after an outage.
+    pub reconciled: AtomicU64,
 }
 
 impl ClusterView {
@@ -38,7 +41,7 @@ impl ClusterView {
     /// Appends the series to `/metrics`.
     pub fn render(&self, out: &mut String) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let series: [(&str, &str, &str, String); 8] = [
+        let series: [(&str, &str, &str, String); 9] = [
             (
                 "chat_redis_connected",
                 "gauge",
@@ -86,6 +89,12 @@ impl ClusterView {
                 "counter",
                 "Clients of this node paired with a client of another node.",
                 get(&self.pairs).to_string(),
+            ),
+            (
+                "chat_cluster_pairs_reconciled_total",
+                "counter",
+                "Cross-node pairs ended here after an outage because the other node no longer held them.",
+                get(&self.reconciled).to_string(),
             ),
         ];
         for (name, kind, help, value) in series {

@@ -16,6 +16,7 @@
 
 mod handshake;
 mod outage;
+mod reconcile;
 
 use super::{Client, Gid, MatchOut, Matchmaker, Member, State};
 use crate::chat::peer::Address;
@@ -118,6 +119,10 @@ pub(super) struct Cluster {
     /// (so the heartbeat finds dead partners' nodes without a scan).
     /// Bound: one entry per live node with a partner.
     partners: HashMap<u64, usize>,
+    /// The pairs we listed to each node after Redis came back, until its
+    /// answer (`reconcile.rs`). Bound: one list per live node, no more
+    /// pairs in all than this node has clients.
+    synced: HashMap<u64, Vec<PairId>>,
 }
 
 impl Matchmaker {
@@ -138,6 +143,7 @@ impl Matchmaker {
             others: crate::chat::Counts::default(),
             early: Vec::new(),
             partners: HashMap::new(),
+            synced: HashMap::new(),
             node,
             key,
             up: false,

@@ -130,7 +130,13 @@ fn answer(m: &mut Matchmaker) -> (bool, proto::Answer) {
 /// y waits on A; x arrives on B and its search claims y: A accepts and
 /// tells y; B, on the accept, tells x. Returns (a, b, their logs).
 fn cross_pair() -> (Matchmaker, Matchmaker, Log, Log) {
+    cross_pair_after(|_| {})
+}
+
+/// [`cross_pair`], with `first` done to A before anything else.
+fn cross_pair_after(first: impl FnOnce(&mut Matchmaker)) -> (Matchmaker, Matchmaker, Log, Log) {
     let (mut a, mut b) = (node(A), node(B));
+    first(&mut a);
     let (mut la, mut lb) = (Log::default(), Log::default());
     let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
     let join = only_op(&mut a);
@@ -309,4 +315,144 @@ fn an_accept_that_overtakes_our_own_script_reply_is_kept_for_it() {
     b.cluster_reply(&join, matched_y_on(A, y_serial, 0), 13, &mut lb);
     assert_eq!(lb.0.last().unwrap(), "paired_remote 3 a:0 false []");
     assert_eq!(b.cluster_deadline(), None, "nothing left waiting");
+}
+
+/// A sync message's parts: (from, answer, pairs).
+fn sync_of(payload: &[u8]) -> (u64, bool, Vec<PairId>) {
+    match proto::parse(payload) {
+        Some(Message::Sync {
+            from,
+            answer,
+            pairs,
+        }) => (from, answer, proto::sync_pairs(pairs).collect()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The one sync published by `m` (other commands are skipped).
+fn published_sync(m: &mut Matchmaker, to: u64) -> (u64, bool, Vec<PairId>) {
+    let syncs: Vec<_> = commands(m)
+        .into_iter()
+        .filter_map(|c| match c {
+            Command::Publish { node, payload } if payload.first() == Some(&b'S') => {
+                assert_eq!(node, to);
+                Some(sync_of(&payload))
+            }
+            _ => None,
+        })
+        .collect();
+    match syncs.as_slice() {
+        [one] => one.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The request `m` sends `to` when Redis is back.
+fn sync_request(m: &mut Matchmaker, to: u64) -> Vec<PairId> {
+    match m.cluster_sync_start(&[to]).as_slice() {
+        [(node, payload)] => {
+            assert_eq!(*node, to);
+            let (_, answer, pairs) = sync_of(payload);
+            assert!(!answer);
+            pairs
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_sync_message_round_trips_and_a_malformed_one_is_ignored() {
+    let pairs = [PairId(1), PairId(u64::MAX)];
+    let wire = proto::sync(true, 0xab, &pairs);
+    assert_eq!(sync_of(&wire), (0xab, true, pairs.to_vec()));
+    let empty = proto::sync(false, 0xab, &[]);
+    assert_eq!(sync_of(&empty), (0xab, false, Vec::new()));
+    assert_eq!(proto::parse(b"S?00ab"), None, "a short node id");
+    assert_eq!(proto::parse(b"Sx00000000000000ab"), None, "neither ? nor !");
+    let (_, _, cut) = sync_of(&wire[..wire.len() - 3]);
+    assert_eq!(cut, vec![PairId(1)], "a partial id is ignored");
+}
+
+/// B's script call claimed y on A and A accepted, but B lost Redis before
+/// the reply and the accept reached it: y talks to nobody until B is back
+/// and lists its pairs with A (none); then y is told `left`.
+#[test]
+fn a_stranger_whose_searcher_never_heard_of_the_pair_is_told_left_when_its_node_is_back() {
+    let (mut a, mut b) = (node(A), node(B));
+    let (mut la, mut lb) = (Log::default(), Log::default());
+    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
+    let join = only_op(&mut a);
+    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
+    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
+    let _join_never_answered = only_op(&mut b);
+    a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 11, &mut la);
+    assert!(answer(&mut a).0);
+    assert_eq!(
+        la.0.last().unwrap(),
+        &format!("paired_remote 0 b:{x_serial} true []")
+    );
+    b.cluster_set_up(false, 20, &mut lb);
+    b.cluster_set_up(true, 30, &mut lb);
+    assert_eq!(sync_request(&mut b, A), Vec::new(), "B holds no pair");
+    let ended = a.cluster_sync(B, false, std::iter::empty(), &mut la);
+    assert_eq!(ended, 1);
+    let n = la.0.len();
+    assert_eq!(
+        la.0[n - 2..],
+        [
+            "left 0 Disconnected".to_string(),
+            format!("left_remote b:{x_serial} Disconnected")
+        ]
+    );
+    assert_eq!(a.counts().chatting, 0);
+    assert_eq!(published_sync(&mut a, B), (A, true, Vec::new()));
+    assert_eq!(b.cluster_sync(A, true, std::iter::empty(), &mut lb), 0);
+    assert_eq!(b.counts().waiting, 1, "x still waits");
+}
+
+/// A lost Redis while B's client left the pair: B's `left` never reached
+/// A. Back, A lists the pair; B answers without it; A ends it.
+#[test]
+fn a_pair_ended_on_one_node_during_the_other_nodes_outage_ends_there_when_it_is_back() {
+    let (mut a, mut b, mut la, mut lb) = cross_pair();
+    let pair = PairId::new(42, KEY);
+    a.cluster_set_up(false, 100, &mut la);
+    b.next(3, 110, &mut lb);
+    let _lost = commands(&mut b);
+    a.cluster_set_up(true, 120, &mut la);
+    let _rejoins = commands(&mut a);
+    assert_eq!(sync_request(&mut a, B), vec![pair]);
+    let request = proto::sync(false, A, &[pair]);
+    let (_, _, listed) = sync_of(&request);
+    assert_eq!(b.cluster_sync(A, false, listed.into_iter(), &mut lb), 0);
+    let (from, is_answer, theirs) = published_sync(&mut b, A);
+    assert_eq!((from, is_answer, theirs.as_slice()), (B, true, &[][..]));
+    assert_eq!(a.counts().chatting, 1);
+    assert_eq!(a.cluster_sync(B, true, theirs.into_iter(), &mut la), 1);
+    assert_eq!(la.0[la.0.len() - 2], "left 0 Disconnected");
+    assert_eq!(a.counts().chatting, 0);
+}
+
+/// Pairs both nodes hold go on; a pair made after our request was sent is
+/// not in it, so an answer that lacks it does not end it.
+#[test]
+fn pairs_both_nodes_hold_go_on_and_one_made_after_the_request_is_kept() {
+    let (mut a, mut b, mut la, mut lb) = cross_pair();
+    let pair = PairId::new(42, KEY);
+    assert_eq!(sync_request(&mut a, B), vec![pair]);
+    assert_eq!(b.cluster_sync(A, false, [pair].into_iter(), &mut lb), 0);
+    let (_, _, theirs) = published_sync(&mut b, A);
+    assert_eq!(theirs, vec![pair]);
+    assert_eq!(a.cluster_sync(B, true, theirs.into_iter(), &mut la), 0);
+    assert_eq!((a.counts().chatting, b.counts().chatting), (1, 1));
+    let mut listed = None;
+    let (mut a, _b, mut la, _lb) = cross_pair_after(|a| listed = Some(sync_request(a, B)));
+    assert_eq!(listed, Some(Vec::new()), "the request went before the pair");
+    assert_eq!(a.cluster_sync(B, true, std::iter::empty(), &mut la), 0);
+    assert_eq!(a.counts().chatting, 1);
+    assert_eq!(
+        a.cluster_sync(B, true, std::iter::empty(), &mut la),
+        0,
+        "an answer nobody asked for ends nothing"
+    );
 }

@@ -9,6 +9,7 @@ use crate::cluster::resp::Value;
 use crate::cluster::script::{self, Op, Reply};
 use crate::cluster::view::ClusterView;
 use crate::engine::{left_target, record_len, record_thread};
+use log::info;
 use std::sync::atomic::Ordering;
 
 impl ClusterThread {
@@ -231,6 +232,21 @@ impl ClusterThread {
                 }
             }
             Message::Gone(node) => mm.cluster_node_gone(node, &mut out),
+            Message::Sync {
+                from,
+                answer,
+                pairs,
+            } => {
+                let ended = mm.cluster_sync(from, answer, proto::sync_pairs(pairs), &mut out);
+                if ended > 0 {
+                    info!(
+                        "cluster: {ended} pairs with node {} ended: only this node still \
+                         held them after an outage",
+                        proto::node_hex(from)
+                    );
+                }
+                ClusterView::add(&self.view.reconciled, ended);
+            }
             Message::Records(_) | Message::Probe(_) | Message::Ban(_) => {}
         }
         ClusterView::add(&self.view.pairs, out.pairs);

@@ -132,6 +132,7 @@ impl ClusterThread {
         // though our node key expired while we were away.
         let expired =
             self.ever_up && !self.grace_done && now >= self.beat_ok_ms + script::NODE_TTL_MS;
+        let reconnect = self.ever_up;
         self.ever_up = true;
         self.phase = Phase::Up { since_ms: now };
         self.backoff_ms = BACKOFF_MIN_MS;
@@ -148,6 +149,18 @@ impl ClusterThread {
             // us), so ours end too, before anything else.
             mm.cluster_grace_over(&mut Out::new(self.setup.threads, &mut self.decided));
         }
+        // What the outage may have left half-made or half-ended is compared
+        // with every live node, before any client is re-joined.
+        let requests = if reconnect {
+            mm.cluster_sync_start(&self.live)
+        } else {
+            Vec::new()
+        };
+        drop(mm);
+        for (node, payload) in requests {
+            self.publish(node, &payload, now);
+        }
+        let mut mm = self.matchmaker.lock().unwrap_or_else(|e| e.into_inner());
         mm.cluster_set_up(
             true,
             now,

@@ -100,20 +100,7 @@ impl Matchmaker {
             }
         }
         for (gid, partner) in ended {
-            let Some(c) = self.client_mut(gid) else {
-                continue;
-            };
-            c.state = State::Idle;
-            let pair = c.pair;
-            self.chatting = self.chatting.saturating_sub(1);
-            self.partner_off(partner.node);
-            if let (Some(pair), Some(m)) = (pair, self.member(gid)) {
-                out.left(m, pair, LeftReason::Disconnected);
-                // The other side too, in case that node was only cut off
-                // for a while and is back (a dead node never reads it; while
-                // Redis is down here it is dropped).
-                out.left_remote(partner, pair, LeftReason::Disconnected);
-            }
+            self.end_cross(gid, partner, out);
         }
         let offered: Vec<Gid> = match &self.cluster {
             Some(c) => c
@@ -129,6 +116,24 @@ impl Matchmaker {
         }
         let now = self.now_ms;
         self.finish_turn(now, out);
+    }
+
+    /// Ends `gid`'s pair with `partner` on another node: our client is told
+    /// `left` `disconnected`, and so is the partner, in case its node was
+    /// only cut off for a while and is back (a dead node never reads it;
+    /// while Redis is down here it is dropped).
+    pub(super) fn end_cross(&mut self, gid: Gid, partner: Address, out: &mut dyn MatchOut) {
+        let Some(c) = self.client_mut(gid) else {
+            return;
+        };
+        c.state = State::Idle;
+        let pair = c.pair;
+        self.chatting = self.chatting.saturating_sub(1);
+        self.partner_off(partner.node);
+        if let (Some(pair), Some(m)) = (pair, self.member(gid)) {
+            out.left(m, pair, LeftReason::Disconnected);
+            out.left_remote(partner, pair, LeftReason::Disconnected);
+        }
     }
 
     /// Redis came back (`up`: re-register every queued client, in line
