@@ -127,14 +127,13 @@ fn answer(m: &mut Matchmaker) -> (bool, proto::Answer) {
     }
 }
 
-/// y waits on A; x arrives on B and its search claims y: A accepts and
-/// tells y; B, on the accept, tells x. Returns (a, b, their logs).
-fn cross_pair() -> (Matchmaker, Matchmaker, Log, Log) {
-    cross_pair_after(|_| {})
-}
+/// Two nodes where y (gid 0) waits on A, its ticket queued in Redis, and
+/// x (gid 3) has just connected on B: its join is on its way to Redis.
+/// (A, B, A's log, B's log, y's serial, x's serial, x's join.)
+type Searching = (Matchmaker, Matchmaker, Log, Log, u64, u64, Op);
 
-/// [`cross_pair`], with `first` done to A before anything else.
-fn cross_pair_after(first: impl FnOnce(&mut Matchmaker)) -> (Matchmaker, Matchmaker, Log, Log) {
+/// [`Searching`], with `first` done to A before anything else.
+fn x_searching_after(first: impl FnOnce(&mut Matchmaker)) -> Searching {
     let (mut a, mut b) = (node(A), node(B));
     first(&mut a);
     let (mut la, mut lb) = (Log::default(), Log::default());
@@ -143,8 +142,24 @@ fn cross_pair_after(first: impl FnOnce(&mut Matchmaker)) -> (Matchmaker, Matchma
     a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
     assert!(commands(&mut a).is_empty());
     let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
-    let join = only_op(&mut b);
-    b.cluster_reply(&join, matched_y_on(A, y_serial, 0), 10, &mut lb);
+    let x_join = only_op(&mut b);
+    (a, b, la, lb, y_serial, x_serial, x_join)
+}
+
+fn x_searching() -> Searching {
+    x_searching_after(|_| {})
+}
+
+/// y waits on A; x arrives on B and its search claims y: A accepts and
+/// tells y; B, on the accept, tells x. Returns (a, b, their logs).
+fn cross_pair() -> (Matchmaker, Matchmaker, Log, Log) {
+    cross_pair_after(|_| {})
+}
+
+/// [`cross_pair`], with `first` done to A before anything else.
+fn cross_pair_after(first: impl FnOnce(&mut Matchmaker)) -> (Matchmaker, Matchmaker, Log, Log) {
+    let (mut a, mut b, mut la, mut lb, y_serial, x_serial, x_join) = x_searching_after(first);
+    b.cluster_reply(&x_join, matched_y_on(A, y_serial, 0), 10, &mut lb);
     assert_eq!(lb.0, vec!["waiting 3 1"], "no paired before the accept");
     a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 11, &mut la);
     let (accepted, ans) = answer(&mut a);
@@ -164,13 +179,7 @@ fn a_pair_across_nodes_is_told_only_after_the_accept_with_one_initiator() {
 
 #[test]
 fn a_rejected_offer_puts_the_searcher_back_in_line_in_its_place() {
-    let (mut a, mut b) = (node(A), node(B));
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
-    let join = only_op(&mut a);
-    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
-    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
-    let join = only_op(&mut b);
+    let (mut a, mut b, mut la, mut lb, y_serial, x_serial, join) = x_searching();
     b.cluster_reply(&join, Reply::Queued(5), 10, &mut lb);
     let search = Op::Search {
         node: B,
@@ -196,13 +205,7 @@ fn a_rejected_offer_puts_the_searcher_back_in_line_in_its_place() {
 
 #[test]
 fn an_offer_unanswered_for_two_seconds_fails_and_a_late_accept_ends_the_pair() {
-    let (mut a, mut b) = (node(A), node(B));
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
-    let join = only_op(&mut a);
-    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
-    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
-    let join = only_op(&mut b);
+    let (mut a, mut b, mut la, mut lb, y_serial, x_serial, join) = x_searching();
     b.cluster_reply(&join, matched_y_on(A, y_serial, 0), 10, &mut lb);
     assert_eq!(
         b.cluster_deadline(),
@@ -299,13 +302,7 @@ fn a_peer_is_still_32_bytes() {
 
 #[test]
 fn an_accept_that_overtakes_our_own_script_reply_is_kept_for_it() {
-    let (mut a, mut b) = (node(A), node(B));
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
-    let join = only_op(&mut a);
-    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
-    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
-    let join = only_op(&mut b);
+    let (mut a, mut b, mut la, mut lb, y_serial, x_serial, join) = x_searching();
     a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 11, &mut la);
     let (accepted, ans) = answer(&mut a);
     assert!(accepted);
@@ -378,13 +375,7 @@ fn a_sync_message_round_trips_and_a_malformed_one_is_ignored() {
 /// and lists its pairs with A (none); then y is told `left`.
 #[test]
 fn a_stranger_whose_searcher_never_heard_of_the_pair_is_told_left_when_its_node_is_back() {
-    let (mut a, mut b) = (node(A), node(B));
-    let (mut la, mut lb) = (Log::default(), Log::default());
-    let y_serial = a.connect(0, Vec::new(), None, 0, &mut la);
-    let join = only_op(&mut a);
-    a.cluster_reply(&join, Reply::Queued(1), 0, &mut la);
-    let x_serial = b.connect(3, Vec::new(), None, 10, &mut lb);
-    let _join_never_answered = only_op(&mut b);
+    let (mut a, mut b, mut la, mut lb, y_serial, x_serial, _never_answered) = x_searching();
     a.cluster_offer(&offer(B, x_serial, 3, y_serial, 0), 11, &mut la);
     assert!(answer(&mut a).0);
     assert_eq!(
